@@ -1,0 +1,193 @@
+"""The REST transcoder: Azure/OpenAI chat-completions JSON and SSE <-> the gRPC service.
+
+It holds no business logic: it parses and type-checks JSON (``switchyard.codec``),
+forwards auth headers as call metadata, and renders answers, errors and SSE.
+Everything else (validation of values, routing, retries, fallbacks) happens in
+the service, so REST and gRPC callers get the same behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.backend import BackendError, ChatBackend, Metadata
+from gateway.errors import error_response, gateway_error, sse_error_event
+from switchyard import codec
+from switchyard.config import Config
+from switchyard.v1 import chat_pb2 as pb
+
+log = logging.getLogger("switchyard.gateway")
+
+# Request headers passed on to the service as gRPC call metadata (auth is enforced there).
+FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "x-request-id")
+T = TypeVar("T")
+_DONE = b"data: [DONE]\n\n"
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _ClientLeft(Exception):
+    pass
+
+
+def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> Starlette:
+    """``backend_factory`` runs inside the app's lifespan, so a gRPC channel is made in the running loop."""
+    limit = config.server.max_body_bytes
+    timeout_s = config.timeouts.total_s
+    state: dict[str, ChatBackend] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        state["backend"] = backend_factory()
+        try:
+            yield
+        finally:
+            await state["backend"].aclose()
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            raw = await _read_body(request, limit)
+        except _TooLarge:
+            return gateway_error(413, "request_too_large", f"request body exceeds {limit} bytes")
+        except ClientDisconnect:
+            return Response(status_code=499)
+        try:
+            data: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return gateway_error(400, "invalid_request_error", f"request body is not valid JSON: {exc}")
+        try:
+            chat_request = codec.request_from_dict(
+                data,
+                deployment_id=request.path_params.get("deployment_id", ""),
+                api_version=request.query_params.get("api-version"),
+            )
+        except codec.CodecError as exc:
+            return gateway_error(400, "invalid_request_error", exc.message, param=exc.param)
+
+        backend = state["backend"]
+        metadata = _metadata(request)
+        if chat_request.stream:
+            return await _stream(backend, chat_request, metadata, timeout_s)
+        try:
+            response = await _unless_client_leaves(request, backend.create(chat_request, metadata, timeout_s))
+        except BackendError as err:
+            return error_response(err.error)
+        except _ClientLeft:
+            return Response(status_code=499)
+        return Response(orjson.dumps(codec.response_to_dict(response)), media_type="application/json")
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(_request: Request) -> Response:
+        if await state["backend"].ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "service unavailable"}, status_code=503)
+
+    routes = [
+        Route(
+            "/openai/openai/deployments/{deployment_id:path}/chat/completions",
+            chat_completions,
+            methods=["POST"],
+        ),
+        Route(
+            "/openai/deployments/{deployment_id:path}/chat/completions", chat_completions, methods=["POST"]
+        ),
+        Route("/openai/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _stream(
+    backend: ChatBackend, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+) -> Response:
+    chunks = backend.create_stream(request, metadata, timeout_s)
+    # Wait for the first chunk before answering, so an error that happens before
+    # any output still gets its real HTTP status instead of a 200 stream.
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+    except BackendError as err:
+        return error_response(err.error)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield _sse(first)
+                async for chunk in chunks:
+                    yield _sse(chunk)
+            yield _DONE
+        except BackendError as err:
+            yield sse_error_event(err.error)
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+async def _unless_client_leaves(request: Request, call: Awaitable[T]) -> T:
+    """Await ``call``, cancelling it (and so the upstream request) if the client disconnects.
+
+    Starlette only notices a disconnect while streaming; a long unary generation
+    would otherwise run on, and be paid for, after its caller has gone.
+    """
+    work = asyncio.ensure_future(call)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        work.cancel()  # the gateway itself is stopping this request
+        raise
+    finally:
+        watcher.cancel()
+    if not work.done():
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, BackendError):
+            await work
+        raise _ClientLeft
+    return work.result()
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _sse(chunk: pb.ChatCompletionChunk) -> bytes:
+    return b"data: " + orjson.dumps(codec.response_to_dict(chunk)) + b"\n\n"
+
+
+def _metadata(request: Request) -> Metadata:
+    headers = request.headers
+    return [(name, value) for name in FORWARDED_HEADERS if (value := headers.get(name)) is not None]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    parts: list[bytes] = []
+    size = 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > limit:
+            raise _TooLarge
+        parts.append(piece)
+    return b"".join(parts)

@@ -1,0 +1,149 @@
+"""How the gateway reaches the chat service: over a gRPC channel, or in-process.
+
+Both backends drive the same ``ChatCompletionsServicer`` methods and decode
+errors with the same ``switchyard.errors.decode_status``, so a REST caller gets
+the same answer whichever way ``switchyard`` runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+import grpc
+
+from service.servicer import ChatCompletionsServicer
+from switchyard.errors import DecodedError, decode_status
+from switchyard.v1 import chat_pb2 as pb
+from switchyard.v1 import chat_pb2_grpc
+
+Metadata = Sequence[tuple[str, str]]
+
+
+class BackendError(Exception):
+    def __init__(self, error: DecodedError) -> None:
+        super().__init__(error.body.error.message)
+        self.error = error
+
+
+class ChatBackend(Protocol):
+    async def create(
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+    ) -> pb.ChatCompletionResponse: ...
+
+    def create_stream(
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+    ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        """Raises BackendError, at the first read for an error before any chunk."""
+        ...
+
+    async def ready(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+class GrpcBackend:
+    """One long-lived channel to the service (create it inside the running loop)."""
+
+    def __init__(self, target: str, options: Sequence[tuple[str, int]]) -> None:
+        self._channel = grpc.aio.insecure_channel(target, options=list(options))
+        self._stub = chat_pb2_grpc.ChatCompletionsStub(self._channel)
+        self._health_check = self._channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=lambda _: b"",
+            response_deserializer=lambda data: data,
+        )
+
+    async def create(
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+    ) -> pb.ChatCompletionResponse:
+        try:
+            return await self._stub.Create(request, metadata=metadata, timeout=timeout_s)
+        except grpc.aio.AioRpcError as err:
+            raise _backend_error(err) from None
+
+    async def create_stream(
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+    ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        call = self._stub.CreateStream(request, metadata=metadata, timeout=timeout_s)
+        try:
+            while True:
+                chunk = await call.read()
+                if chunk is grpc.aio.EOF:
+                    return
+                yield chunk
+        except grpc.aio.AioRpcError as err:
+            raise _backend_error(err) from None
+        finally:
+            call.cancel()  # a no-op once the call is done; cancels the service side otherwise
+
+    async def ready(self) -> bool:
+        try:
+            # HealthCheckResponse{status: SERVING} is b"\x08\x01".
+            return await self._health_check(b"", timeout=2.0) == b"\x08\x01"
+        except grpc.aio.AioRpcError:
+            return False
+
+    async def aclose(self) -> None:
+        await self._channel.close()
+
+
+def _backend_error(err: grpc.aio.AioRpcError) -> BackendError:
+    return BackendError(decode_status(err.code(), err.details(), tuple(err.trailing_metadata() or ())))
+
+
+class _Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: Metadata) -> None:
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
+
+
+class _InProcessContext:
+    """The slice of ``grpc.aio.ServicerContext`` the servicer uses, for direct calls."""
+
+    def __init__(self, metadata: Metadata, timeout_s: float) -> None:
+        self._metadata = tuple(metadata)
+        self._deadline = time.monotonic() + timeout_s
+
+    def invocation_metadata(self) -> Metadata:
+        return self._metadata
+
+    def time_remaining(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> None:
+        raise _Aborted(code, details, trailing_metadata)
+
+
+class InProcessBackend:
+    """Calls the servicer directly, as grpc-gateway's in-process registration does: no
+    serialisation and no socket, but the same servicer code and the same error statuses."""
+
+    def __init__(self, servicer: ChatCompletionsServicer) -> None:
+        self._servicer = servicer
+
+    async def create(
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+    ) -> pb.ChatCompletionResponse:
+        try:
+            return await self._servicer.Create(request, _InProcessContext(metadata, timeout_s))  # type: ignore[arg-type]
+        except _Aborted as err:
+            raise BackendError(decode_status(err.code, err.details, err.trailing_metadata)) from None
+
+    async def create_stream(
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+    ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        stream = self._servicer.CreateStream(request, _InProcessContext(metadata, timeout_s))  # type: ignore[arg-type]
+        try:
+            async for chunk in stream:
+                yield chunk
+        except _Aborted as err:
+            raise BackendError(decode_status(err.code, err.details, err.trailing_metadata)) from None
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def ready(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None

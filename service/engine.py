@@ -1,0 +1,286 @@
+"""The chat engine: one request in, one answer (or a stream of chunks) out.
+
+It validates, plans the route, and runs each target through retries and
+fallbacks (``resilience``), calling providers through their narrow adapter. It
+knows nothing about gRPC: ``servicer.py`` adapts it, so the in-process gateway
+and network gRPC callers share every line of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from service.errors import FailureClass, GatewayError
+from service.providers import Provider, UpstreamRequest
+from service.resilience import RetryPolicy, call_target, call_with_fallbacks
+from service.routing import Router, Target
+from service.validation import validate_request
+from switchyard import codec
+from switchyard.config import Config
+from switchyard.v1 import chat_pb2 as pb
+
+REQUEST_TYPE = "chat_completion"
+STREAM_REQUEST_TYPE = "chat_completion_stream"
+
+
+class ChatError(Exception):
+    """A request failed: ``body`` is the contract's error body, ready to send."""
+
+    def __init__(self, body: pb.ErrorBody, retry_after_s: float | None = None) -> None:
+        super().__init__(body.error.message)
+        self.body = body
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(slots=True)
+class _Call:
+    """Per-request state."""
+
+    request: pb.ChatCompletionRequest
+    request_type: str
+    started: float = field(default_factory=time.perf_counter)
+    attempts: list[pb.Attempt] = field(default_factory=list)
+
+    @property
+    def model_requested(self) -> str:
+        return self.request.deployment_id or self.request.model
+
+    def latency_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def fail(self, err: GatewayError) -> ChatError:
+        body = err.to_body(
+            model_requested=self.model_requested, request_type=self.request_type, attempts=self.attempts
+        )
+        return ChatError(body, err.retry_after_s)
+
+
+class ChatEngine:
+    def __init__(
+        self, config: Config, providers: Mapping[str, Provider], router: Router | None = None
+    ) -> None:
+        self._config = config
+        self._providers = providers
+        self._router = router or Router(config)
+        self._retry = RetryPolicy(config.retries)
+        self._raw = config.logging.raw_request
+
+    # ---------------------------------------------------------------- unary
+
+    async def create(
+        self, request: pb.ChatCompletionRequest, timeout_s: float | None = None
+    ) -> pb.ChatCompletionResponse:
+        call = _Call(request, REQUEST_TYPE)
+        try:
+            async with asyncio.timeout(self._budget(timeout_s)):
+                return await self._create(call)
+        except GatewayError as err:
+            raise call.fail(err) from None
+        except TimeoutError:
+            raise call.fail(_deadline_error()) from None
+
+    async def _create(self, call: _Call) -> pb.ChatCompletionResponse:
+        validate_request(call.request)
+        body = self._base_body(call.request, stream=False)
+        plan = self._router.plan(call.model_requested, call.request.fallbacks)
+
+        async def try_target(target: Target) -> pb.ChatCompletionResponse:
+            provider = self._provider(target)
+            payload = self._payload(provider, body, target)
+
+            async def attempt(key_index: int) -> bytes:
+                upstream = UpstreamRequest(
+                    target.model, payload, provider.config.keys[key_index], call.request.api_version or None
+                )
+                return await provider.chat(upstream)
+
+            raw = await call_target(
+                target, provider.config, self._router, self._retry, attempt, call.attempts
+            )
+            response = codec.response_from_dict(_parse(raw, target), pb.ChatCompletionResponse)
+            extra = response.extra_fields
+            self._fill_extra(extra, call, target)
+            if self._raw:
+                extra.raw_request_json = payload.decode()
+                extra.raw_response_json = raw.decode()
+            return response
+
+        return await call_with_fallbacks(plan, try_target, call.attempts)
+
+    # ---------------------------------------------------------------- streaming
+
+    async def create_stream(
+        self, request: pb.ChatCompletionRequest, timeout_s: float | None = None
+    ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        """Chunks as they arrive. Fallback is possible until the first content chunk is yielded."""
+        call = _Call(request, STREAM_REQUEST_TYPE)
+        try:
+            async with asyncio.timeout(self._budget(timeout_s)) as budget:
+                target, buffered, rest = await self._open_stream(call)
+                # Committed: the total budget bounded the search for a working
+                # upstream; from here on the read timeout governs stalls.
+                budget.reschedule(None)
+        except GatewayError as err:
+            raise call.fail(err) from None
+        except TimeoutError:
+            raise call.fail(_deadline_error()) from None
+
+        want_usage = request.stream_options.include_usage if request.HasField("stream_options") else False
+        index = 0
+        try:
+            for data in buffered:
+                chunk = self._chunk(data, call, target, want_usage, index)
+                if chunk is not None:
+                    index += 1
+                    yield chunk
+            async for data in rest:
+                chunk = self._chunk(data, call, target, want_usage, index)
+                if chunk is not None:
+                    index += 1
+                    yield chunk
+        except GatewayError as err:
+            raise call.fail(err) from None
+        finally:
+            await rest.aclose()  # type: ignore[attr-defined]
+
+    def _chunk(
+        self, data: bytes, call: _Call, target: Target, want_usage: bool, index: int
+    ) -> pb.ChatCompletionChunk | None:
+        chunk = codec.response_from_dict(_parse(data, target), pb.ChatCompletionChunk)
+        if not want_usage and not chunk.choices and chunk.HasField("usage"):
+            return None
+        extra = chunk.extra_fields
+        self._fill_extra(extra, call, target)
+        extra.chunk_index = index
+        return chunk
+
+    async def _open_stream(self, call: _Call) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
+        validate_request(call.request)
+        body = self._base_body(call.request, stream=True)
+        plan = self._router.plan(call.model_requested, call.request.fallbacks)
+
+        async def try_target(target: Target) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
+            provider = self._provider(target)
+            payload = self._payload(provider, body, target)
+
+            async def attempt(key_index: int) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
+                upstream = UpstreamRequest(
+                    target.model,
+                    payload,
+                    provider.config.keys[key_index],
+                    call.request.api_version or None,
+                    stream=True,
+                )
+                stream = provider.stream_chat(upstream)
+                buffered: list[bytes] = []
+                try:
+                    async for data in stream:
+                        buffered.append(data)
+                        if _has_content(data):
+                            return target, buffered, stream
+                except BaseException:
+                    await stream.aclose()  # type: ignore[attr-defined]
+                    raise
+                return target, buffered, _empty()
+
+            return await call_target(
+                target, provider.config, self._router, self._retry, attempt, call.attempts
+            )
+
+        return await call_with_fallbacks(plan, try_target, call.attempts)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _budget(self, timeout_s: float | None) -> float:
+        total = self._config.timeouts.total_s
+        return total if timeout_s is None else min(total, timeout_s)
+
+    def _provider(self, target: Target) -> Provider:
+        provider = self._providers.get(target.provider)
+        if provider is None:
+            raise GatewayError(
+                400,
+                "invalid_request_error",
+                f"unknown provider {target.provider!r}",
+                failure=FailureClass.CONFIG,
+            )
+        return provider
+
+    @staticmethod
+    def _base_body(request: pb.ChatCompletionRequest, *, stream: bool) -> dict[str, Any]:
+        body = codec.request_to_dict(request)
+        body.pop("fallbacks", None)
+        if stream:
+            body["stream"] = True
+            # Always ask for usage so accounting works; the usage chunk reaches the
+            # client only if it asked for it.
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+        return body
+
+    @staticmethod
+    def _payload(provider: Provider, body: dict[str, Any], target: Target) -> bytes:
+        body = dict(body)
+        provider.prepare_body(body, target.model)
+        return orjson.dumps(body)
+
+    def _fill_extra(self, extra: pb.ExtraFields, call: _Call, target: Target) -> None:
+        extra.request_type = call.request_type
+        extra.provider = target.provider
+        extra.model_requested = call.model_requested
+        extra.model_deployment = target.model
+        extra.latency = call.latency_ms()
+        if call.attempts:
+            extra.attempts.extend(call.attempts)
+
+
+def _parse(raw: bytes, target: Target) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        return data
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise GatewayError(
+            502,
+            "upstream_bad_response",
+            f"the upstream answered with something that is not a JSON object ({exc})",
+            failure=FailureClass.TRANSIENT,
+            provider=target.provider,
+            model=target.model,
+        ) from None
+
+
+def _has_content(data: bytes) -> bool:
+    """Does this chunk carry something the client must see (so no fallback after it)?"""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return True
+    for choice in chunk.get("choices") or ():
+        if choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or delta.get("reasoning"):
+            return True
+        if delta.get("audio") or delta.get("function_call"):
+            return True
+    return bool(chunk.get("usage")) and not chunk.get("choices")
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield  # pragma: no cover
+
+
+def _deadline_error() -> GatewayError:
+    return GatewayError(
+        504, "timeout", "the request did not finish within its deadline", failure=FailureClass.TIMEOUT
+    )

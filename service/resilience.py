@@ -1,0 +1,106 @@
+"""Retries within one target, and fallbacks across targets, decided by FailureClass.
+
+- Within a target: TRANSIENT and TIMEOUT failures are retried on the same key
+  after ``min(initial * 2**n, max) * jitter(0.8..1.2)``. RATE_LIMIT and CREDENTIAL
+  move to another eligible key at once; with no other key, a rate limit waits
+  for Retry-After (if it is not too long) and a credential failure ends the target.
+- Across targets: a CALLER failure of the primary ends the request (no
+  fallback); anything else moves on to the next target. When every target
+  fails, the caller gets the *primary's* error, and every attempt is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from service.errors import FailureClass, GatewayError
+from service.routing import RoutePlan, Router, Target
+from switchyard.config import ProviderConfig, RetryConfig
+from switchyard.v1 import chat_pb2 as pb
+
+T = TypeVar("T")
+
+
+class NoKeyAvailable(GatewayError):
+    def __init__(self, target: Target) -> None:
+        super().__init__(
+            502,
+            "no_keys_available",
+            f"provider {target.provider!r} has no usable key for model {target.model!r}",
+            failure=FailureClass.CONFIG,
+            provider=target.provider,
+            model=target.model,
+        )
+
+
+class RetryPolicy:
+    def __init__(self, config: RetryConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._rng = rng or random.Random()
+
+    def backoff_s(self, retry: int) -> float:
+        base = min(self.config.backoff_initial_ms * (2**retry), self.config.backoff_max_ms)
+        return base * self._rng.uniform(0.8, 1.2) / 1000.0
+
+
+async def call_target(
+    target: Target,
+    provider: ProviderConfig,
+    router: Router,
+    policy: RetryPolicy,
+    attempt: Callable[[int], Awaitable[T]],
+    attempts: list[pb.Attempt],
+) -> T:
+    """Run ``attempt(key_index)`` against one target until it succeeds or retries run out."""
+    excluded: set[int] = set()
+    retry = 0
+    while True:
+        key_index = router.choose_key(provider, target.model, excluded)
+        if key_index is None:
+            raise NoKeyAvailable(target)
+        try:
+            return await attempt(key_index)
+        except GatewayError as err:
+            attempts.append(err.to_attempt())
+            if err.failure in (FailureClass.RATE_LIMIT, FailureClass.CREDENTIAL):
+                excluded.add(key_index)
+                if router.choose_key(provider, target.model, excluded) is not None:
+                    continue  # another key is ready now; rotating is not a retry
+                if err.failure is FailureClass.CREDENTIAL:
+                    raise
+                excluded.discard(key_index)  # the only key left: wait for it
+            if not err.failure.retryable or retry >= policy.config.max_retries:
+                raise
+            delay = policy.backoff_s(retry)
+            if err.retry_after_s is not None:
+                if err.retry_after_s > policy.config.max_retry_after_s:
+                    raise
+                delay = max(delay, err.retry_after_s) if err.retry_after_s > 0 else 0.0
+            retry += 1
+            await asyncio.sleep(delay)
+
+
+async def call_with_fallbacks(
+    plan: RoutePlan,
+    try_target: Callable[[Target], Awaitable[T]],
+    attempts: list[pb.Attempt],
+) -> T:
+    """Try the plan's targets in order; re-raise the primary's error when all fail."""
+    for ref, why in plan.skipped:
+        attempts.append(pb.Attempt(provider="", model=ref, error_type="fallback_skipped", message=why))
+    primary_error: GatewayError | None = None
+    for index, target in enumerate(plan.targets):
+        try:
+            return await try_target(target)
+        except GatewayError as err:
+            if isinstance(err, NoKeyAvailable):
+                attempts.append(err.to_attempt())
+            if primary_error is None:
+                primary_error = err
+            if index == 0 and not err.failure.falls_back:
+                raise
+    assert primary_error is not None  # plan.targets is never empty
+    raise primary_error

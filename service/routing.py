@@ -1,0 +1,113 @@
+"""Where a request goes: deployment ids and ``provider/model`` refs -> targets, and key choice.
+
+A route ref is resolved in this order:
+1. a deployment declared in the config -> one of its targets, chosen by weight;
+2. ``provider/model`` where ``provider`` is configured -> that provider and model;
+3. anything else -> the default provider with the ref as its deployment/model,
+   unless ``routing.restrict_to_declared`` is on, which makes it a 404.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from service.errors import FailureClass, GatewayError
+from switchyard.config import Config, KeyConfig, ProviderConfig, TargetConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """The primary target, then the fallbacks to try in order."""
+
+    targets: tuple[Target, ...]
+    # Fallback refs that could not be used, with why (reported in extra_fields.attempts).
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+class Router:
+    def __init__(self, config: Config, rng: random.Random | None = None) -> None:
+        self._config = config
+        self._rng = rng or random.Random()
+
+    def plan(self, ref: str, request_fallbacks: Sequence[str]) -> RoutePlan:
+        if not ref:
+            raise GatewayError(
+                400,
+                "invalid_request_error",
+                "no model: give a deployment id in the path or `model`",
+                param="model",
+            )
+        primary = self.resolve(ref)
+        if primary is None:
+            raise GatewayError(
+                404,
+                "not_found",
+                f"deployment {ref!r} is not declared on this gateway",
+                code="DeploymentNotFound",
+                failure=FailureClass.CALLER,
+            )
+        declared = self._config.deployments.get(ref)
+        # The operator wrote the config's fallbacks, so restrict_to_declared (which
+        # limits what callers may reach) does not apply to them.
+        config_fallbacks = declared.fallbacks if declared else ()
+        targets = [primary]
+        skipped: list[tuple[str, str]] = []
+        for fallback in _unique((*request_fallbacks, *config_fallbacks)):
+            target = self.resolve(fallback, trusted=fallback in config_fallbacks)
+            if target is None:
+                skipped.append((fallback, "not declared on this gateway"))
+            elif target not in targets:
+                targets.append(target)
+        return RoutePlan(tuple(targets), tuple(skipped))
+
+    def resolve(self, ref: str, *, trusted: bool = False) -> Target | None:
+        deployment = self._config.deployments.get(ref)
+        if deployment is not None:
+            chosen = self._weighted(deployment.targets, [t.weight for t in deployment.targets])
+            return Target(chosen.provider, chosen.model)
+        provider, sep, model = ref.partition("/")
+        if self._config.routing.restrict_to_declared and not trusted:
+            return None
+        if sep and model and provider in self._config.providers:
+            return Target(provider, model)
+        return Target(self._config.routing.default_provider, ref)
+
+    def choose_key(self, provider: ProviderConfig, model: str, exclude: Iterable[int] = ()) -> int | None:
+        """Index into ``provider.keys`` of a weighted-random eligible key, or None."""
+        excluded = set(exclude)
+        eligible = [i for i, key in enumerate(provider.keys) if i not in excluded and key_allows(key, model)]
+        if not eligible:
+            return None
+        return self._weighted(eligible, [provider.keys[i].weight for i in eligible])
+
+    def has_key_for(self, provider: ProviderConfig, model: str) -> bool:
+        return any(key_allows(key, model) for key in provider.keys)
+
+    def _weighted(self, items: Sequence[TargetConfig] | Sequence[int], weights: list[float]):  # type: ignore[no-untyped-def]
+        if len(items) == 1:
+            return items[0]
+        return self._rng.choices(items, weights=weights, k=1)[0]
+
+
+def key_allows(key: KeyConfig, model: str) -> bool:
+    return not key.models or any(fnmatch.fnmatchcase(model, pattern) for pattern in key.models)
+
+
+def _unique(refs: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for ref in refs:
+        seen.setdefault(ref, None)
+    return list(seen)

@@ -1,0 +1,92 @@
+"""Build, run and stop the gRPC server (grpc.aio), with health checking and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.engine import ChatEngine
+from service.providers import Provider, build_provider
+from service.servicer import ChatCompletionsServicer
+from switchyard.config import Config
+from switchyard.v1 import chat_pb2, chat_pb2_grpc
+
+log = logging.getLogger("switchyard.service")
+
+SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatCompletions"].full_name
+
+
+def grpc_options(config: Config) -> list[tuple[str, int]]:
+    """Channel/server options shared by both ends: explicit message limits and keepalive."""
+    size = config.server.max_message_bytes
+    return [
+        ("grpc.max_send_message_length", size),
+        ("grpc.max_receive_message_length", size),
+        # Long unary generations send no frames for minutes; keep the connection alive.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+@dataclass
+class RunningService:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    servicer: ChatCompletionsServicer
+    providers: dict[str, Provider]
+    port: int
+
+    async def stop(self, grace_s: float) -> None:
+        """Report NOT_SERVING, finish in-flight calls within ``grace_s``, then close upstream clients."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+        await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)
+
+
+async def start_service(config: Config, address: str | None = None) -> RunningService:
+    """Start the service on ``address`` (default: grpc_host:grpc_port; ``unix:/path`` works)."""
+    providers = {name: build_provider(p, config.timeouts) for name, p in config.providers.items()}
+    servicer = ChatCompletionsServicer(ChatEngine(config, providers))
+    # Two servers must never silently share a port.
+    server = grpc.aio.server(options=[*grpc_options(config), ("grpc.so_reuseport", 0)])
+    chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = address or f"{config.server.grpc_host}:{config.server.grpc_port}"
+    port = server.add_insecure_port(address)
+    if port == 0 and not address.startswith("unix:"):
+        raise OSError(f"cannot bind the gRPC server to {address}")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    log.info("gRPC service listening on %s", address if address.startswith("unix:") else f"port {port}")
+    return RunningService(server, health_servicer, servicer, providers, port)
+
+
+async def serve(config: Config) -> None:
+    """Run the service alone until SIGINT/SIGTERM, then stop gracefully."""
+    running = await start_service(config)
+    await wait_for_signal()
+    log.info("stopping: finishing in-flight calls (grace %.0fs)", config.server.shutdown_grace_s)
+    await running.stop(config.server.shutdown_grace_s)
+
+
+async def wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,94 @@
+"""``switchyard serve | service | gateway``: run the gateway, the service, or both.
+
+- ``serve``: both in one process. The REST gateway calls the service in-process
+  (``--backend inprocess``, the default) or over its own gRPC port
+  (``--backend grpc``); the gRPC port stays open for gRPC consumers either way.
+- ``service``: the gRPC service alone.  ``gateway``: the REST gateway alone,
+  reaching the service at ``server.service_address``.
+
+Ctrl-C / SIGTERM stop cleanly: the gateway finishes in-flight requests, then
+the service does, within ``server.shutdown_grace_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from collections.abc import Coroutine
+
+from switchyard.config import Config, ConfigError, load_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchyard", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run the REST gateway and the gRPC service in one process"),
+        ("service", "run the gRPC service alone"),
+        ("gateway", "run the REST gateway alone"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument(
+            "--config", help="YAML config file (default: $SWITCHYARD_CONFIG, else the built-in one)"
+        )
+        if name in ("serve", "gateway"):
+            cmd.add_argument("--http-port", type=int, help="override server.http_port")
+        if name in ("serve", "service"):
+            cmd.add_argument("--grpc-port", type=int, help="override server.grpc_port")
+        if name == "serve":
+            cmd.add_argument(
+                "--backend",
+                choices=("inprocess", "grpc"),
+                default="inprocess",
+                help="how the gateway reaches the service (default: inprocess)",
+            )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"switchyard: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    config = _with_overrides(config, args)
+    logging.basicConfig(
+        level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # httpx logs every upstream request at INFO: noise, and CPU on the hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from switchyard import runner
+
+    if args.command == "serve":
+        _run(runner.run_both(config, args.backend))
+    elif args.command == "service":
+        _run(runner.run_service(config))
+    else:
+        _run(runner.run_gateway(config))
+
+
+def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
+    server = config.server
+    if getattr(args, "http_port", None) is not None:
+        server = dataclasses.replace(server, http_port=args.http_port)
+    if getattr(args, "grpc_port", None) is not None:
+        server = dataclasses.replace(server, grpc_port=args.grpc_port)
+    return dataclasses.replace(config, server=server)
+
+
+def _run(coro: Coroutine[None, None, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Fast, hand-written converters between JSON dicts (as parsed by orjson) and the
+``switchyard.v1`` protos, for the hot path (2-4 conversions per request).
+
+Not ``google.protobuf.json_format``: that one is slow, drops the presence of zero values
+and turns int64 into strings. Dicts returned by the ``*_to_dict`` functions may contain
+``orjson.Fragment`` values (the exact text of the ``*_json`` fields): serialise them with
+``orjson.dumps``.
+"""
+
+from __future__ import annotations
+
+from ._common import CodecError
+from ._errors import error_from_dict, error_to_dict
+from ._request import request_from_dict, request_to_dict
+from ._response import response_from_dict, response_to_dict
+
+__all__ = [
+    "CodecError",
+    "error_from_dict",
+    "error_to_dict",
+    "request_from_dict",
+    "request_to_dict",
+    "response_from_dict",
+    "response_to_dict",
+]

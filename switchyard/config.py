@@ -1,0 +1,372 @@
+"""Typed, frozen configuration, loaded and checked in one place.
+
+The YAML file (``--config`` or ``SWITCHYARD_CONFIG``; ``switchyard/default.yaml``
+otherwise) is validated here and nowhere else: a bad file fails at start with a
+message naming the bad key, e.g. ``config error at providers.azure.keys[0].weight:
+must be a positive number``. Secrets are written in the file as environment
+references (``${AZURE_OPENAI_API_KEY}`` or ``${VAR:-default}``) and only resolved
+here; ``Config.redacted()`` is the view that may be logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
+PROVIDER_KINDS = ("azure", "openai")
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """The config file is invalid; the message names the offending key."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"config error at {path}: {message}")
+        self.path = path
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A credential. Its repr never shows the value, so it cannot leak into logs."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    # Where the gateway reaches the service: "host:port" or "unix:/path". Empty: grpc_host:grpc_port.
+    service_address: str = ""
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
+    shutdown_grace_s: float = 10.0
+
+    @property
+    def grpc_target(self) -> str:
+        if self.service_address:
+            return self.service_address
+        host = "127.0.0.1" if self.grpc_host in ("0.0.0.0", "::", "[::]") else self.grpc_host
+        return f"{host}:{self.grpc_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    max_retries: int = 2
+    backoff_initial_ms: float = 500.0
+    backoff_max_ms: float = 5000.0
+    # A Retry-After longer than this is not waited for: the target counts as failed.
+    max_retry_after_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutConfig:
+    connect_s: float = 5.0
+    read_s: float = 300.0
+    # The whole call, retries and fallbacks included; a gRPC caller's deadline also bounds it.
+    total_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    secret: Secret
+    weight: float = 1.0
+    # fnmatch globs over the upstream model/deployment; empty means every model.
+    models: tuple[str, ...] = ()
+    api_version: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    kind: str
+    base_url: str
+    keys: tuple[KeyConfig, ...] = ()
+    api_version: str | None = None
+    # azure: "api-key" (header) or "bearer" (a static Entra ID token in Authorization).
+    auth: str = "api-key"
+    max_connections: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfig:
+    provider: str
+    model: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentConfig:
+    name: str
+    targets: tuple[TargetConfig, ...]
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    default_provider: str = "azure"
+    # True: an undeclared deployment id gets 404 without any upstream call.
+    restrict_to_declared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+    # Put the upstream request/response bodies in extra_fields.raw_request/raw_response.
+    raw_request: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    routing: RoutingConfig = RoutingConfig()
+    retries: RetryConfig = RetryConfig()
+    timeouts: TimeoutConfig = TimeoutConfig()
+    logging: LoggingConfig = LoggingConfig()
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    deployments: Mapping[str, DeploymentConfig] = field(default_factory=dict)
+    source: str = ""
+
+    def redacted(self) -> dict[str, Any]:
+        """A loggable view: secrets become '***'."""
+
+        def scrub(value: Any) -> Any:
+            if isinstance(value, Secret):
+                return "***"
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                return {f.name: scrub(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            if isinstance(value, Mapping):
+                return {k: scrub(v) for k, v in value.items()}
+            if isinstance(value, tuple | list):
+                return [scrub(v) for v in value]
+            return value
+
+        return scrub(self)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file. ``path`` None: $SWITCHYARD_CONFIG, else the default."""
+    env = os.environ if env is None else env
+    chosen = Path(path or env.get("SWITCHYARD_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        text = chosen.read_text()
+    except OSError as exc:
+        raise ConfigError(str(chosen), f"cannot read config file: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(chosen), f"not valid YAML: {exc}") from exc
+    return parse_config(raw, env=env, source=str(chosen))
+
+
+def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") -> Config:
+    reader = _Reader(env)
+    root = reader.mapping(raw, "")
+    reader.only(
+        root,
+        "",
+        {"server", "routing", "retries", "timeouts", "logging", "providers", "deployments"},
+    )
+    providers = {
+        name: reader.provider(name, spec)
+        for name, spec in reader.mapping(root.get("providers", {}), "providers").items()
+    }
+    deployments = {
+        str(name): reader.deployment(str(name), spec, providers)
+        for name, spec in reader.mapping(root.get("deployments", {}), "deployments").items()
+    }
+    routing = reader.section(root, "routing", RoutingConfig)
+    if providers and routing.default_provider not in providers:
+        raise ConfigError("routing.default_provider", f"unknown provider {routing.default_provider!r}")
+    for name, dep in deployments.items():
+        for i, fb in enumerate(dep.fallbacks):
+            reader.check_route_ref(fb, f"deployments.{name}.fallbacks[{i}]", providers, deployments)
+    return Config(
+        server=reader.section(root, "server", ServerConfig),
+        routing=routing,
+        retries=reader.section(root, "retries", RetryConfig),
+        timeouts=reader.section(root, "timeouts", TimeoutConfig),
+        logging=reader.section(root, "logging", LoggingConfig),
+        providers=providers,
+        deployments=deployments,
+        source=source,
+    )
+
+
+class _Reader:
+    """Typed reads from the raw YAML tree, each failure naming its key path."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def mapping(self, value: Any, path: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(path or "<root>", "must be a mapping")
+        return {str(k): v for k, v in value.items()}
+
+    def only(self, value: dict[str, Any], path: str, allowed: set[str]) -> None:
+        for key in value:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else key
+                raise ConfigError(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def resolve(self, value: Any, path: str) -> str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(path, "must be a string")
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            raise ConfigError(path, f"environment variable {name} is not set")
+
+        return _ENV_REF.sub(substitute, str(value))
+
+    def section(self, root: dict[str, Any], name: str, cls: type[Any]) -> Any:
+        raw = self.mapping(root.get(name), name)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        self.only(raw, name, set(fields))
+        defaults = cls()
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            values[key] = self.scalar(value, f"{name}.{key}", type(getattr(defaults, key)))
+        return cls(**values)
+
+    def scalar(self, value: Any, path: str, kind: type[Any]) -> Any:
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(path, "must be true or false")
+            return value
+        if kind in (int, float):
+            text = self.resolve(value, path) if isinstance(value, str) else value
+            try:
+                number = kind(text) if not isinstance(text, bool) else None
+            except (TypeError, ValueError):
+                number = None
+            if number is None or number < 0:
+                raise ConfigError(path, f"must be a non-negative {'integer' if kind is int else 'number'}")
+            return number
+        return self.resolve(value, path)
+
+    def provider(self, name: str, spec: Any) -> ProviderConfig:
+        path = f"providers.{name}"
+        raw = self.mapping(spec, path)
+        self.only(raw, path, {"kind", "base_url", "keys", "api_version", "auth", "max_connections"})
+        kind = self.resolve(raw.get("kind", name), f"{path}.kind")
+        if kind not in PROVIDER_KINDS:
+            raise ConfigError(
+                f"{path}.kind", f"unknown provider kind {kind!r} (known: {', '.join(PROVIDER_KINDS)})"
+            )
+        if "base_url" not in raw:
+            raise ConfigError(f"{path}.base_url", "is required")
+        base_url = self.resolve(raw["base_url"], f"{path}.base_url").rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{path}.base_url", "must start with http:// or https://")
+        auth = self.resolve(raw.get("auth", "api-key"), f"{path}.auth")
+        if auth not in ("api-key", "bearer"):
+            raise ConfigError(f"{path}.auth", "must be 'api-key' or 'bearer'")
+        keys_raw = raw.get("keys", [])
+        if not isinstance(keys_raw, list):
+            raise ConfigError(f"{path}.keys", "must be a list")
+        keys = tuple(
+            key for i, k in enumerate(keys_raw) if (key := self.key(k, f"{path}.keys[{i}]", i)) is not None
+        )
+        api_version = raw.get("api_version")
+        max_conn = self.scalar(raw.get("max_connections", 256), f"{path}.max_connections", int)
+        return ProviderConfig(
+            name=name,
+            kind=kind,
+            base_url=base_url,
+            keys=keys,
+            api_version=self.resolve(api_version, f"{path}.api_version") if api_version else None,
+            auth=auth,
+            max_connections=max(1, max_conn),
+        )
+
+    def key(self, spec: Any, path: str, index: int) -> KeyConfig | None:
+        raw = {"value": spec} if isinstance(spec, str) else self.mapping(spec, path)
+        self.only(raw, path, {"value", "weight", "models", "api_version", "name"})
+        if "value" not in raw:
+            raise ConfigError(f"{path}.value", "is required (an environment reference such as ${MY_KEY})")
+        value = self.resolve(raw["value"], f"{path}.value")
+        if not value:
+            return None  # ${VAR:-} with VAR unset: this key is simply not configured.
+        weight = self.scalar(raw.get("weight", 1.0), f"{path}.weight", float)
+        if weight <= 0:
+            raise ConfigError(f"{path}.weight", "must be a positive number")
+        models = raw.get("models", [])
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise ConfigError(f"{path}.models", "must be a list of model globs")
+        api_version = raw.get("api_version")
+        return KeyConfig(
+            secret=Secret(value),
+            weight=weight,
+            models=tuple(models),
+            api_version=self.resolve(api_version, f"{path}.api_version") if api_version else None,
+            name=str(raw.get("name", f"key{index}")),
+        )
+
+    def deployment(self, name: str, spec: Any, providers: Mapping[str, ProviderConfig]) -> DeploymentConfig:
+        path = f"deployments.{name}"
+        raw = self.mapping(spec, path)
+        self.only(raw, path, {"targets", "fallbacks"})
+        targets_raw = raw.get("targets")
+        if not isinstance(targets_raw, list) or not targets_raw:
+            raise ConfigError(f"{path}.targets", "must be a non-empty list")
+        targets = []
+        for i, t in enumerate(targets_raw):
+            tpath = f"{path}.targets[{i}]"
+            traw = self.mapping(t, tpath)
+            self.only(traw, tpath, {"provider", "model", "weight"})
+            provider = self.resolve(traw.get("provider", ""), f"{tpath}.provider")
+            if provider not in providers:
+                raise ConfigError(f"{tpath}.provider", f"unknown provider {provider!r}")
+            if not traw.get("model"):
+                raise ConfigError(f"{tpath}.model", "is required")
+            weight = self.scalar(traw.get("weight", 1.0), f"{tpath}.weight", float)
+            if weight <= 0:
+                raise ConfigError(f"{tpath}.weight", "must be a positive number")
+            targets.append(TargetConfig(provider, self.resolve(traw["model"], f"{tpath}.model"), weight))
+        fallbacks = raw.get("fallbacks", [])
+        if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
+            raise ConfigError(f"{path}.fallbacks", "must be a list of 'provider/model' or deployment names")
+        return DeploymentConfig(name=name, targets=tuple(targets), fallbacks=tuple(fallbacks))
+
+    def check_route_ref(
+        self,
+        ref: str,
+        path: str,
+        providers: Mapping[str, ProviderConfig],
+        deployments: Mapping[str, DeploymentConfig],
+    ) -> None:
+        provider, sep, _model = ref.partition("/")
+        if sep and provider in providers:
+            return
+        if ref in deployments or not sep:
+            return
+        raise ConfigError(path, f"{ref!r} names no configured provider or deployment")

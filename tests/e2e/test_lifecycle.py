@@ -1,0 +1,83 @@
+"""Starting, restricting and stopping Switchyard processes."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Stack, base_config, free_port, start_stack
+from tests.fakes.upstream import FakeUpstream, Reply
+
+USER = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(scope="module")
+def restricted(upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = base_config(upstream_server.url, free_port(), free_port())
+    config["routing"]["restrict_to_declared"] = True
+    config["logging"]["raw_request"] = False
+    running = start_stack("inprocess", config, tmp_path_factory.mktemp("restricted"))
+    yield running
+    running.stop()
+
+
+def test_restricted_gateway_refuses_undeclared_deployments(restricted: Stack, upstream: FakeUpstream) -> None:
+    for path in (
+        "/openai/deployments/undeclared/chat/completions",
+        "/openai/deployments/openai/gpt-x/chat/completions",
+    ):
+        response = httpx.post(restricted.base_url + path, json={"messages": USER})
+        assert response.status_code == 404, response.text
+        assert response.json()["type"] == "not_found"
+    assert upstream.requests == []
+
+
+def test_restricted_gateway_serves_declared_deployments_and_skips_undeclared_fallbacks(
+    restricted: Stack, upstream: FakeUpstream
+) -> None:
+    upstream.script(*[Reply.status(500)] * 3, match="chat-prod")
+    response = httpx.post(
+        restricted.base_url + "/openai/deployments/chat/chat/completions",
+        json={"messages": USER, "fallbacks": ["openai/not-declared", "rotating"]},
+    )
+    assert response.status_code == 200, response.text
+    extra = response.json()["extra_fields"]
+    assert extra["model_deployment"] == "rotating-dep"
+    skipped = [a for a in extra["attempts"] if a["error_type"] == "fallback_skipped"]
+    assert [a["model"] for a in skipped] == ["openai/not-declared"]
+    # raw_request/raw_response are off here.
+    assert "raw_request" not in extra and "raw_response" not in extra
+
+
+@pytest.mark.parametrize("mode", ["inprocess", "split"])
+def test_sigterm_finishes_in_flight_requests(mode: str, upstream: FakeUpstream, tmp_path: Path) -> None:
+    stack = start_stack(mode, base_config(upstream.url, free_port(), free_port()), tmp_path)
+    try:
+        upstream.script(Reply.slow(1.0, Reply.ok("finished late")), match="graceful")
+        result: dict[str, httpx.Response] = {}
+
+        def call() -> None:
+            result["response"] = httpx.post(
+                stack.base_url + "/openai/deployments/graceful/chat/completions",
+                json={"messages": USER},
+                timeout=10,
+            )
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert upstream.wait_for_requests(1, timeout=5)
+        for proc in stack.processes:
+            proc.send_signal(signal.SIGTERM)
+        caller.join(timeout=10)
+        response = result["response"]
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"] == "finished late"
+        for proc in stack.processes:
+            assert proc.wait(timeout=15) == 0, stack.logs()
+    finally:
+        stack.stop()
