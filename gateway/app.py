@@ -80,7 +80,7 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
         backend = state["backend"]
         metadata = _metadata(request)
         if chat_request.stream:
-            return await _stream(backend, chat_request, metadata, timeout_s)
+            return await _stream(backend, chat_request, metadata)
         try:
             response = await _unless_client_leaves(request, backend.create(chat_request, metadata, timeout_s))
         except BackendError as err:
@@ -114,10 +114,8 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-async def _stream(
-    backend: ChatBackend, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
-) -> Response:
-    chunks = backend.create_stream(request, metadata, timeout_s)
+async def _stream(backend: ChatBackend, request: pb.ChatCompletionRequest, metadata: Metadata) -> Response:
+    chunks = backend.create_stream(request, metadata, None)
     # Wait for the first chunk before answering, so an error that happens before
     # any output still gets its real HTTP status instead of a 200 stream.
     try:

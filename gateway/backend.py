@@ -33,9 +33,13 @@ class ChatBackend(Protocol):
     ) -> pb.ChatCompletionResponse: ...
 
     def create_stream(
-        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float | None
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
-        """Raises BackendError, at the first read for an error before any chunk."""
+        """Raises BackendError, at the first read for an error before any chunk.
+
+        ``timeout_s`` None: no deadline on the whole stream (a long generation may
+        run for many minutes); the service still bounds the wait for the first chunk.
+        """
         ...
 
     async def ready(self) -> bool: ...
@@ -64,7 +68,7 @@ class GrpcBackend:
             raise _backend_error(err) from None
 
     async def create_stream(
-        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float | None
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
         call = self._stub.CreateStream(request, metadata=metadata, timeout=timeout_s)
         try:
@@ -101,15 +105,15 @@ class _Aborted(Exception):
 class _InProcessContext:
     """The slice of ``grpc.aio.ServicerContext`` the servicer uses, for direct calls."""
 
-    def __init__(self, metadata: Metadata, timeout_s: float) -> None:
+    def __init__(self, metadata: Metadata, timeout_s: float | None) -> None:
         self._metadata = tuple(metadata)
-        self._deadline = time.monotonic() + timeout_s
+        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
     def invocation_metadata(self) -> Metadata:
         return self._metadata
 
-    def time_remaining(self) -> float:
-        return max(0.0, self._deadline - time.monotonic())
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> None:
         raise _Aborted(code, details, trailing_metadata)
@@ -131,7 +135,7 @@ class InProcessBackend:
             raise BackendError(decode_status(err.code, err.details, err.trailing_metadata)) from None
 
     async def create_stream(
-        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
+        self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float | None
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
         stream = self._servicer.CreateStream(request, _InProcessContext(metadata, timeout_s))  # type: ignore[arg-type]
         try:

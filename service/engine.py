@@ -9,6 +9,7 @@ and network gRPC callers share every line of it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from service.validation import validate_request
 from switchyard import codec
 from switchyard.config import Config
 from switchyard.v1 import chat_pb2 as pb
+
+log = logging.getLogger("switchyard.service")
 
 REQUEST_TYPE = "chat_completion"
 STREAM_REQUEST_TYPE = "chat_completion_stream"
@@ -145,6 +148,7 @@ class ChatEngine:
                     index += 1
                     yield chunk
         except GatewayError as err:
+            log.warning("stream from %s failed after %d chunks: %s", target.label, index, err.type)
             raise call.fail(err) from None
         finally:
             await rest.aclose()  # type: ignore[attr-defined]
@@ -156,7 +160,7 @@ class ChatEngine:
         if not want_usage and not chunk.choices and chunk.HasField("usage"):
             return None
         extra = chunk.extra_fields
-        self._fill_extra(extra, call, target)
+        self._fill_extra(extra, call, target, with_attempts=index == 0)
         extra.chunk_index = index
         return chunk
 
@@ -231,13 +235,15 @@ class ChatEngine:
         provider.prepare_body(body, target.model)
         return orjson.dumps(body)
 
-    def _fill_extra(self, extra: pb.ExtraFields, call: _Call, target: Target) -> None:
+    def _fill_extra(
+        self, extra: pb.ExtraFields, call: _Call, target: Target, *, with_attempts: bool = True
+    ) -> None:
         extra.request_type = call.request_type
         extra.provider = target.provider
         extra.model_requested = call.model_requested
         extra.model_deployment = target.model
         extra.latency = call.latency_ms()
-        if call.attempts:
+        if with_attempts and call.attempts:
             extra.attempts.extend(call.attempts)
 
 

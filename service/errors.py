@@ -184,8 +184,11 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 @contextlib.contextmanager
-def map_transport_errors(provider: str, model: str) -> Iterator[None]:
-    """httpx's exceptions -> UpstreamError, in this one place."""
+def map_transport_errors(provider: str, model: str, *, mid_stream: bool = False) -> Iterator[None]:
+    """httpx's exceptions -> UpstreamError, in this one place.
+
+    ``mid_stream``: the response had started, so a broken connection is a broken stream.
+    """
     try:
         yield
     except httpx.TransportError as exc:
@@ -196,11 +199,18 @@ def map_transport_errors(provider: str, model: str) -> Iterator[None]:
             err = UpstreamError(
                 504, "timeout", f"upstream timed out ({type(exc).__name__})", failure=FailureClass.TIMEOUT
             )
+        elif mid_stream:
+            err = UpstreamError(
+                502,
+                "upstream_stream_broken",
+                f"the upstream connection broke mid-stream ({type(cause or exc).__name__})",
+                failure=FailureClass.TRANSIENT,
+            )
         else:
             err = UpstreamError(
                 502,
                 "upstream_unreachable",
-                f"could not reach upstream or the connection broke ({type(cause or exc).__name__})",
+                f"could not reach the upstream ({type(cause or exc).__name__})",
                 failure=FailureClass.TRANSIENT,
             )
         err.from_upstream = False

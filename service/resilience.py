@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -22,6 +23,7 @@ from switchyard.config import ProviderConfig, RetryConfig
 from switchyard.v1 import chat_pb2 as pb
 
 T = TypeVar("T")
+log = logging.getLogger("switchyard.service")
 
 
 class NoKeyAvailable(GatewayError):
@@ -65,6 +67,8 @@ async def call_target(
             return await attempt(key_index)
         except GatewayError as err:
             attempts.append(err.to_attempt())
+            # Status and class only: upstream messages may quote credentials.
+            log.warning("upstream attempt failed: %s status=%s type=%s", target.label, err.status, err.type)
             if err.failure in (FailureClass.RATE_LIMIT, FailureClass.CREDENTIAL):
                 excluded.add(key_index)
                 if router.choose_key(provider, target.model, excluded) is not None:

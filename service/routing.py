@@ -13,9 +13,12 @@ import fnmatch
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError
-from switchyard.config import Config, KeyConfig, ProviderConfig, TargetConfig
+from switchyard.config import Config, KeyConfig, ProviderConfig
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,7 @@ class Router:
     def has_key_for(self, provider: ProviderConfig, model: str) -> bool:
         return any(key_allows(key, model) for key in provider.keys)
 
-    def _weighted(self, items: Sequence[TargetConfig] | Sequence[int], weights: list[float]):  # type: ignore[no-untyped-def]
+    def _weighted(self, items: Sequence[T], weights: list[float]) -> T:
         if len(items) == 1:
             return items[0]
         return self._rng.choices(items, weights=weights, k=1)[0]

@@ -11,6 +11,7 @@ here; ``Config.redacted()`` is the view that may be logged.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 from collections.abc import Mapping
@@ -234,6 +235,9 @@ class _Reader:
                 raise ConfigError(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
 
     def resolve(self, value: Any, path: str) -> str:
+        if isinstance(value, datetime.date):
+            # YAML reads an unquoted `api_version: 2024-10-21` as a date.
+            value = value.isoformat()
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ConfigError(path, "must be a string")
 

@@ -108,3 +108,18 @@ def test_bad_config_stops_the_cli_with_the_message(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "config error at retries.max_retries" in result.stderr
+
+
+def test_the_readme_config_reference_is_a_valid_config() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration reference", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    env = {
+        "AZURE_OPENAI_ENDPOINT": "https://x.example",
+        "AZURE_KEY_1": "k1",
+        "GROQ_API_KEY": "k2",
+        "OPENAI_API_KEY": "k3",
+    }
+    config = parse_config(yaml.safe_load(block), env=env)
+    assert config.deployments["gpt-4o"].fallbacks == ("openai/gpt-4o", "groq/llama-3.3-70b-versatile")
+    assert config.providers["azure"].keys[0].models == ("gpt-4o*",)

@@ -106,7 +106,7 @@ class OpenAIWireProvider:
                 with map_transport_errors(self.name, request.model):
                     content = await _read_capped(response, _MAX_ERROR_BODY)
                 raise self._error(response.status_code, content, response.headers, request.model)
-            with map_transport_errors(self.name, request.model):
+            with map_transport_errors(self.name, request.model, mid_stream=True):
                 async for data in iter_sse_data(response.aiter_raw()):
                     if data == b"[DONE]":
                         return

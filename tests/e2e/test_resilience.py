@@ -219,9 +219,12 @@ def test_stream_that_breaks_after_content_ends_with_an_error_event(
         events = _sse_events(response)
     assert b"[DONE]" not in events
     *chunks, last = (orjson.loads(e) for e in events)
-    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "ab"
+    # "b" may be lost: aiohttp raises a broken connection before handing out bytes it
+    # had already buffered. "a" committed the stream, so it always arrives.
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) in ("a", "ab")
     assert last["error"]["message"]
     assert last["status_code"] == 502
+    assert last["type"] == "upstream_stream_broken"
     assert _served_by(upstream) == ["sbreak"]  # never falls back once output was sent
 
 
