@@ -323,7 +323,7 @@ class _Reader:
         weight = self.scalar(raw.get("weight", 1.0), f"{path}.weight", float)
         if weight <= 0:
             raise ConfigError(f"{path}.weight", "must be a positive number")
-        models = raw.get("models", [])
+        models: Any = raw.get("models", [])
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise ConfigError(f"{path}.models", "must be a list of model globs")
         api_version = raw.get("api_version")

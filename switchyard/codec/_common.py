@@ -391,10 +391,10 @@ def define_encoder(
         out = new()
         for fd, value in msg.ListFields():
             key, conv = table[fd]
-            if conv is None:
+            if key is None:
+                conv(out, value)  # type: ignore[misc]  # a merging rule writes into `out` itself
+            elif conv is None:
                 out[key] = value
-            elif key is None:
-                conv(out, value)
             else:
                 out[key] = conv(value)
         return out
