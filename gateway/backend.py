@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
-from service.servicer import ChatCompletionsServicer
 from switchyard.errors import DecodedError, decode_status
 from switchyard.v1 import chat_pb2 as pb
 from switchyard.v1 import chat_pb2_grpc
+
+if TYPE_CHECKING:  # the gateway-only process never imports the service stack
+    from service.servicer import ChatCompletionsServicer
 
 Metadata = Sequence[tuple[str, str]]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -27,6 +27,7 @@ from switchyard.config import Config
 from switchyard.v1 import chat_pb2 as pb
 
 log = logging.getLogger("switchyard.service")
+T = TypeVar("T")
 
 REQUEST_TYPE = "chat_completion"
 STREAM_REQUEST_TYPE = "chat_completion_stream"
@@ -89,30 +90,43 @@ class ChatEngine:
             raise call.fail(_deadline_error()) from None
 
     async def _create(self, call: _Call) -> pb.ChatCompletionResponse:
-        validate_request(call.request)
-        body = self._base_body(call.request, stream=False)
-        plan = self._router.plan(call.model_requested, call.request.fallbacks)
-
-        async def try_target(target: Target) -> pb.ChatCompletionResponse:
-            provider = self._provider(target)
-            payload = self._payload(provider, body, target)
-
-            async def attempt(key_index: int) -> bytes:
-                upstream = UpstreamRequest(
-                    target.model, payload, provider.config.keys[key_index], call.request.api_version or None
-                )
-                return await provider.chat(upstream)
-
-            raw = await call_target(
-                target, provider.config, self._router, self._retry, attempt, call.attempts
-            )
+        async def send(
+            provider: Provider, upstream: UpstreamRequest, target: Target
+        ) -> pb.ChatCompletionResponse:
+            raw = await provider.chat(upstream)
             response = codec.response_from_dict(_parse(raw, target), pb.ChatCompletionResponse)
             extra = response.extra_fields
             self._fill_extra(extra, call, target)
             if self._raw:
-                extra.raw_request_json = payload.decode()
+                extra.raw_request_json = upstream.body.decode()
                 extra.raw_response_json = raw.decode()
             return response
+
+        return await self._serve(call, send)
+
+    async def _serve(
+        self, call: _Call, send: Callable[[Provider, UpstreamRequest, Target], Awaitable[T]]
+    ) -> T:
+        """Validate and route ``call``, then ``send`` it through retries and fallbacks."""
+        request = call.request
+        validate_request(request)
+        stream = call.request_type == STREAM_REQUEST_TYPE
+        body = self._base_body(request, stream=stream)
+        plan = self._router.plan(call.model_requested, request.fallbacks)
+        api_version = request.api_version or None
+
+        async def try_target(target: Target) -> T:
+            provider = self._provider(target)
+            payload = self._payload(provider, body, target)
+
+            async def attempt(key_index: int) -> T:
+                key = provider.config.keys[key_index]
+                upstream = UpstreamRequest(target.model, payload, key, api_version, stream=stream)
+                return await send(provider, upstream, target)
+
+            return await call_target(
+                target, provider.config, self._router, self._retry, attempt, call.attempts
+            )
 
         return await call_with_fallbacks(plan, try_target, call.attempts)
 
@@ -125,7 +139,7 @@ class ChatEngine:
         call = _Call(request, STREAM_REQUEST_TYPE)
         try:
             async with asyncio.timeout(self._budget(timeout_s)) as budget:
-                target, buffered, rest = await self._open_stream(call)
+                target, held, rest = await self._open_stream(call)
                 # Committed: the total budget bounded the search for a working
                 # upstream; from here on the read timeout governs stalls.
                 budget.reschedule(None)
@@ -137,7 +151,7 @@ class ChatEngine:
         want_usage = request.stream_options.include_usage if request.HasField("stream_options") else False
         index = 0
         try:
-            for data in buffered:
+            for data in held:
                 chunk = self._chunk(data, call, target, want_usage, index)
                 if chunk is not None:
                     index += 1
@@ -165,39 +179,26 @@ class ChatEngine:
         return chunk
 
     async def _open_stream(self, call: _Call) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
-        validate_request(call.request)
-        body = self._base_body(call.request, stream=True)
-        plan = self._router.plan(call.model_requested, call.request.fallbacks)
+        """Find an upstream whose stream gets as far as its first content chunk."""
 
-        async def try_target(target: Target) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
-            provider = self._provider(target)
-            payload = self._payload(provider, body, target)
+        async def send(
+            provider: Provider, upstream: UpstreamRequest, target: Target
+        ) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
+            stream = provider.stream_chat(upstream)
+            # Chunks before the first content (Azure's filter results, the role
+            # chunk) are held back, so a failure up to there can still fall back.
+            held: list[bytes] = []
+            try:
+                async for data in stream:
+                    held.append(data)
+                    if _has_content(data):
+                        return target, held, stream
+            except BaseException:
+                await stream.aclose()  # type: ignore[attr-defined]
+                raise
+            return target, held, _empty()
 
-            async def attempt(key_index: int) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
-                upstream = UpstreamRequest(
-                    target.model,
-                    payload,
-                    provider.config.keys[key_index],
-                    call.request.api_version or None,
-                    stream=True,
-                )
-                stream = provider.stream_chat(upstream)
-                buffered: list[bytes] = []
-                try:
-                    async for data in stream:
-                        buffered.append(data)
-                        if _has_content(data):
-                            return target, buffered, stream
-                except BaseException:
-                    await stream.aclose()  # type: ignore[attr-defined]
-                    raise
-                return target, buffered, _empty()
-
-            return await call_target(
-                target, provider.config, self._router, self._retry, attempt, call.attempts
-            )
-
-        return await call_with_fallbacks(plan, try_target, call.attempts)
+        return await self._serve(call, send)
 
     # ---------------------------------------------------------------- helpers
 

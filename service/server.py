@@ -15,25 +15,12 @@ from service.engine import ChatEngine
 from service.providers import Provider, build_provider
 from service.servicer import ChatCompletionsServicer
 from switchyard.config import Config
+from switchyard.grpc_options import grpc_options
 from switchyard.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchyard.service")
 
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatCompletions"].full_name
-
-
-def grpc_options(config: Config) -> list[tuple[str, int]]:
-    """Channel/server options shared by both ends: explicit message limits and keepalive."""
-    size = config.server.max_message_bytes
-    return [
-        ("grpc.max_send_message_length", size),
-        ("grpc.max_receive_message_length", size),
-        # Long unary generations send no frames for minutes; keep the connection alive.
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-    ]
 
 
 @dataclass

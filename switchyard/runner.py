@@ -11,11 +11,13 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.backend import ChatBackend, GrpcBackend, InProcessBackend
-from service.server import grpc_options, serve, start_service
 from switchyard.config import Config
+from switchyard.grpc_options import grpc_options
 
 
 async def run_service(config: Config) -> None:
+    from service.server import serve  # the gateway-only process never loads the service stack
+
     await serve(config)
 
 
@@ -26,6 +28,8 @@ async def run_gateway(config: Config) -> None:
 
 
 async def run_both(config: Config, backend: str = "inprocess") -> None:
+    from service.server import start_service
+
     running = await start_service(config)
     factory: Callable[[], ChatBackend]
     if backend == "inprocess":

@@ -1,0 +1,380 @@
+"""Switchyard benchmark: what the gateway adds to latency, TTFT, throughput and memory.
+
+Every figure is measured against the same fake upstream (``python -m tests.fakes.upstream``, in its
+own process) called directly, so the "added" columns are Switchyard's own cost. For each mode the
+direct baseline is measured again right before the mode, so both sides see the same machine load.
+
+Run from the repository root::
+
+    /tmp/venv/bin/python bench/run.py                  # full run, all modes
+    /tmp/venv/bin/python bench/run.py --quick          # a smoke run of a few hundred requests
+    /tmp/venv/bin/python bench/run.py --modes inprocess,split --mem-requests 20000 --profile
+
+This is a benchmark, not a test: it asserts nothing. It prints a table (with the targets and
+PASS/FAIL next to the figures) and writes ``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # allow ``python bench/run.py`` as well as ``python -m bench.run``
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.loadgen import Job, LoadClient  # noqa: E402
+from bench.procs import Switchyard, Upstream, cpu_seconds, start_py_spy, summarize_profile  # noqa: E402
+from bench.report import (  # noqa: E402
+    ALL_MODES,
+    added_figures,
+    memory_figures,
+    mode_section,
+    run_checks,
+    summary_table,
+)
+from tests.conftest import AZURE_KEY  # noqa: E402
+
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+API_VERSION = "2024-10-21"
+DEPLOYMENT = "bench"  # not declared in the config: routed to the default provider (azure), deployment "bench"
+CHAT_PATH = f"/openai/deployments/{DEPLOYMENT}/chat/completions?api-version={API_VERSION}"
+BODY: dict[str, Any] = {
+    "messages": [
+        {"role": "system", "content": "You are a terse assistant."},
+        {"role": "user", "content": "Say hello to the benchmark."},
+    ],
+    "max_tokens": 32,
+    "temperature": 0.2,
+}
+HEADERS = {"content-type": "application/json", "api-key": AZURE_KEY}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to run, from the command line."""
+
+    modes: tuple[str, ...]
+    requests: int
+    warmup: int
+    concurrency: int
+    mem_requests: int
+    mem_sample_every: int
+    profile_seconds: float
+    upstream_delay_ms: float
+    output: Path
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from ``argv``; ``--quick`` shrinks every count for a smoke run."""
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--modes", default=",".join(ALL_MODES), help="comma-separated: " + ", ".join(ALL_MODES)
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="measured requests per latency figure")
+    parser.add_argument("--warmup", type=int, default=300, help="warm-up requests before each measurement")
+    parser.add_argument("--concurrency", type=int, default=32, help="the high concurrency (the low one is 1)")
+    parser.add_argument(
+        "--mem-requests", type=int, default=50_000, help="requests of the memory run (0: skip)"
+    )
+    parser.add_argument("--mem-sample-every", type=int, default=5000, help="RSS sample interval, in requests")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run (a few hundred requests)")
+    parser.add_argument("--profile", action="store_true", help="py-spy each Switchyard process under load")
+    parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--upstream-delay-ms", type=float, default=0.0, help="latency the fake adds to replies"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
+    args = parser.parse_args(argv)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    unknown = [m for m in modes if m not in ALL_MODES]
+    if unknown or not modes:
+        parser.error(f"unknown mode(s) {unknown}; choose from {', '.join(ALL_MODES)}")
+    if args.quick:
+        args.requests, args.warmup = min(args.requests, 300), min(args.warmup, 50)
+        args.mem_requests, args.mem_sample_every = (
+            min(args.mem_requests, 3000),
+            min(args.mem_sample_every, 500),
+        )
+    return Settings(
+        modes=modes,
+        requests=args.requests,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+        mem_requests=args.mem_requests,
+        mem_sample_every=max(1, args.mem_sample_every),
+        profile_seconds=args.profile_seconds if args.profile else 0.0,
+        upstream_delay_ms=args.upstream_delay_ms,
+        output=args.output,
+    )
+
+
+def note(message: str) -> None:
+    """Progress, on stderr (stdout carries the result table)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_job(base_url: str, kind: str, concurrency: int, requests: int, warmup: int, **extra: Any) -> Job:
+    """A load job against ``base_url``'s chat-completions path, unary or streamed."""
+    body = {**BODY, "stream": True} if kind == "stream" else BODY
+    return Job(
+        kind=kind,  # type: ignore[arg-type]
+        url=base_url + CHAT_PATH,
+        body=orjson.dumps(body),
+        headers=HEADERS,
+        concurrency=concurrency,
+        requests=requests,
+        warmup=warmup,
+        **extra,
+    )
+
+
+class Bench:
+    """Runs the measurements of every mode against one upstream with one load generator."""
+
+    def __init__(self, settings: Settings, client: LoadClient, upstream: Upstream, workdir: Path) -> None:
+        self.settings = settings
+        self.client = client
+        self.upstream = upstream
+        self.workdir = workdir
+
+    # -- one measurement
+
+    def measure(self, job: Job, pids: dict[str, int], label: str) -> dict[str, Any]:
+        """Run ``job``; add the CPU each watched process spent per measured request."""
+        cpu_start: dict[str, float] = {}
+
+        def on_event(kind: str, _value: Any) -> None:
+            if kind == "warm":
+                cpu_start.update({role: cpu_seconds(pid) for role, pid in pids.items()})
+
+        result = self.client.run(job, on_event)
+        served = max(1, result["requests"])
+        result["server_cpu_us_per_req"] = {
+            role: 1e6 * (cpu_seconds(pid) - cpu_start[role]) / served for role, pid in pids.items()
+        }
+        lat = result.get("ttft_ms") or result["latency_ms"]
+        what = "TTFT" if "ttft_ms" in result else "latency"
+        note(
+            f"  {label:<30} {result['rps']:7.0f} req/s  {what} p50 {lat['p50']:6.2f} ms"
+            f"  p99 {lat['p99']:6.2f} ms  errors {result['errors']}"
+            f"  client busy {result['client_cpu_pct']:.0f}%"
+        )
+        return result
+
+    def latency_suite(self, base_url: str, pids: dict[str, int], who: str) -> dict[str, dict[str, Any]]:
+        """Unary at c=1 and c=N, streaming at c=1."""
+        s = self.settings
+        plan = (
+            ("unary_c1", "unary", 1),
+            ("unary_cN", "unary", s.concurrency),
+            ("stream_c1", "stream", 1),
+        )
+        return {
+            name: self.measure(make_job(base_url, kind, c, s.requests, s.warmup), pids, f"{who} {kind} c={c}")
+            for name, kind, c in plan
+        }
+
+    # -- memory and profile
+
+    def memory_run(self, sy: Switchyard) -> dict[str, Any]:
+        """RSS (summed over the Switchyard processes) after warm-up and every ``mem_sample_every``."""
+        s = self.settings
+        samples: list[dict[str, Any]] = []
+
+        def sample(requests: int) -> None:
+            per_role = sy.rss()
+            samples.append({"requests": requests, "rss_mb": sum(per_role.values()), "per_process": per_role})
+
+        def on_event(kind: str, value: Any) -> None:
+            if kind == "warm":
+                sample(0)
+            elif kind == "progress":
+                sample(int(value))
+                note(f"    memory run: {value} requests, RSS {samples[-1]['rss_mb']:.1f} MB")
+
+        job = make_job(
+            sy.base_url, "unary", s.concurrency, s.mem_requests, s.warmup, progress_every=s.mem_sample_every
+        )
+        started = time.perf_counter()
+        result = self.client.run(job, on_event)
+        if not samples or samples[-1]["requests"] != result["requests"]:
+            sample(result["requests"])
+        return {
+            "requests": result["requests"],
+            "errors": result["errors"],
+            "concurrency": s.concurrency,
+            "rps": result["rps"],
+            "duration_s": time.perf_counter() - started,
+            "roles": list(sy.pids),
+            "samples": samples,
+            "figures": memory_figures(samples),
+        }
+
+    def profile(self, sy: Switchyard) -> dict[str, Any]:
+        """py-spy every Switchyard process while a c=N unary load runs; summarise the samples."""
+        seconds = self.settings.profile_seconds
+        spies: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        try:
+            for role, pid in sy.pids.items():
+                out = RESULTS_DIR / f"profile-{sy.mode}-{role}.txt"
+                spies[role] = (start_py_spy(pid, seconds, out), out)
+            time.sleep(1.0)  # let py-spy attach before the load starts
+            job = make_job(sy.base_url, "unary", self.settings.concurrency, 0, 0, duration_s=seconds + 1.0)
+            self.measure(job, {**sy.pids, "upstream": self.upstream.pid}, f"{sy.mode} under py-spy")
+            summaries = {}
+            for role, (proc, out) in spies.items():
+                proc.wait(timeout=seconds + 30)
+                summaries[role] = (
+                    {"file": str(out), **summarize_profile(out)} if out.exists() else {"file": None}
+                )
+            return summaries
+        finally:
+            for proc, _ in spies.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
+    # -- one mode
+
+    def run_mode(self, mode: str) -> dict[str, Any]:
+        """Direct baseline, then Switchyard in ``mode``: latency suite, memory run, profile."""
+        block: dict[str, Any] = {"mode": mode, "direct": {}, "switchyard": {}, "memory": None, "error": None}
+        note(f"[{mode}] direct baseline")
+        try:
+            block["direct"] = self.latency_suite(self.upstream.url, {"upstream": self.upstream.pid}, "direct")
+            note(f"[{mode}] starting switchyard")
+            sy = Switchyard.start(mode, self.upstream.url, self.workdir / mode)
+            try:
+                block["boot_rss_mb"] = sy.rss()
+                pids = {**sy.pids, "upstream": self.upstream.pid}
+                block["switchyard"] = self.latency_suite(sy.base_url, pids, mode)
+                if self.settings.mem_requests > 0:
+                    block["memory"] = self.memory_run(sy)
+                    block["memory"]["boot_mb"] = sum(block["boot_rss_mb"].values())
+                if self.settings.profile_seconds > 0:
+                    block["profile"] = self.profile(sy)
+                sy.check_alive()
+            finally:
+                sy.stop()
+        except Exception as exc:  # one broken mode must not lose the others' results
+            block["error"] = f"{type(exc).__name__}: {exc}"
+            note(f"[{mode}] FAILED: {block['error']}")
+        block["added"] = added_figures(block["direct"], block["switchyard"])
+        figures = {**block["added"], **((block["memory"] or {}).get("figures") or {})}
+        block["checks"] = run_checks(mode, figures)
+        return block
+
+
+# --------------------------------------------------------------------------- output
+
+
+def meta(settings: Settings, started: float) -> dict[str, Any]:
+    """Where and how the run happened."""
+    return {
+        "settings": {**asdict(settings), "output": str(settings.output)},
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_end": os.getloadavg(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+    }
+
+
+def source_fingerprint() -> str:
+    """A hash of Switchyard's Python sources, to tell whether the code changed during a run."""
+    digest = hashlib.sha256()
+    for package in ("gateway", "service", "switchyard"):
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            digest.update(str(path.relative_to(REPO_ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def write_results(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def print_report(blocks: list[dict[str, Any]], settings: Settings) -> None:
+    for block in blocks:
+        print(mode_section(block, settings.concurrency))
+        print()
+    print(summary_table(blocks, settings.concurrency))
+    for block in blocks:
+        for role, summary in (block.get("profile") or {}).items():
+            samples, path = summary.get("samples", 0), summary.get("file")
+            print(f"\n=== py-spy {block['mode']}/{role}: {samples} samples ({path})")
+            for title, key in (
+                ("self, all code", "top_self_pct"),
+                ("inclusive, all code", "top_inclusive_pct"),
+                ("inclusive, our code", "top_inclusive_ours_pct"),
+                ("self, our code", "top_self_ours_pct"),
+            ):
+                print(f"  top {title}:")
+                for label, pct in summary.get(key, [])[:12]:
+                    print(f"    {pct:5.1f}%  {label}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the upstream and the load generator, run every mode, report; always clean up."""
+    settings = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = time.time()
+    fingerprint = source_fingerprint()
+    workdir = RESULTS_DIR / "logs"
+    workdir.mkdir(parents=True, exist_ok=True)
+    blocks: list[dict[str, Any]] = []
+    interrupted = False
+    upstream: Upstream | None = None
+    client: LoadClient | None = None
+    try:
+        upstream = Upstream.start(workdir / "upstream.log", settings.upstream_delay_ms)
+        note(f"fake upstream at {upstream.url} (pid {upstream.pid})")
+        client = LoadClient()
+        bench = Bench(settings, client, upstream, workdir)
+        for mode in settings.modes:
+            blocks.append(bench.run_mode(mode))
+    except KeyboardInterrupt:
+        interrupted = True
+        note("interrupted: stopping everything")
+    finally:
+        if client is not None:
+            client.close()
+        if upstream is not None:
+            upstream.stop()
+    changed = source_fingerprint() != fingerprint
+    info = {"interrupted": interrupted, "source_sha256": fingerprint, "source_changed_during_run": changed}
+    payload = {"meta": {**meta(settings, started), **info}, "modes": blocks}
+    write_results(settings.output, payload)
+    print_report(blocks, settings)
+    if changed:
+        print("\nWARNING: Switchyard's sources changed during this run; modes may have run different code.")
+    print(f"\nresults: {settings.output}")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
