@@ -65,8 +65,8 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
         except ClientDisconnect:
             return Response(status_code=499)
         try:
-            data: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            data: Any = codec.loads(raw)
+        except ValueError as exc:
             return gateway_error(400, "invalid_request_error", f"request body is not valid JSON: {exc}")
         try:
             chat_request = codec.request_from_dict(

@@ -8,7 +8,7 @@ the same answer whichever way ``switchyard`` runs.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import grpc
@@ -125,8 +125,9 @@ class InProcessBackend:
     """Calls the servicer directly, as grpc-gateway's in-process registration does: no
     serialisation and no socket, but the same servicer code and the same error statuses."""
 
-    def __init__(self, servicer: ChatCompletionsServicer) -> None:
+    def __init__(self, servicer: ChatCompletionsServicer, is_serving: Callable[[], bool]) -> None:
         self._servicer = servicer
+        self._is_serving = is_serving
 
     async def create(
         self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
@@ -149,7 +150,7 @@ class InProcessBackend:
             await stream.aclose()  # type: ignore[attr-defined]
 
     async def ready(self) -> bool:
-        return True
+        return self._is_serving()
 
     async def aclose(self) -> None:
         return None

@@ -30,9 +30,11 @@ class RunningService:
     servicer: ChatCompletionsServicer
     providers: dict[str, Provider]
     port: int
+    serving: bool = True
 
     async def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, finish in-flight calls within ``grace_s``, then close upstream clients."""
+        self.serving = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)

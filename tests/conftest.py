@@ -1,9 +1,10 @@
 """Shared fixtures: the fake upstream, and real Switchyard processes pointed at it.
 
-``stack`` is parametrised over the two ways Switchyard runs, so every end-to-end
-test runs against both:
+``stack`` is parametrised over the ways Switchyard runs, so every end-to-end
+test runs against each:
 
 - ``inprocess``: ``switchyard serve`` (one process; the gateway calls the service in-process);
+- ``grpc-loopback``: ``switchyard serve --backend grpc`` (one process, a gRPC hop over loopback);
 - ``split``: ``switchyard service`` + ``switchyard gateway`` (two processes, gRPC between them).
 """
 
@@ -186,7 +187,7 @@ def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
     return upstream_server
 
 
-@pytest.fixture(scope="session", params=["inprocess", "split"])
+@pytest.fixture(scope="session", params=["inprocess", "grpc-loopback", "split"])
 def stack(
     request: pytest.FixtureRequest, upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:

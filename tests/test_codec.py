@@ -904,3 +904,21 @@ def test_error_from_upstream_openai_body() -> None:
     with pytest.raises(CodecError) as exc:
         error_from_dict({"status_code": "429"})
     assert exc.value.param == "status_code"
+
+
+def test_integers_beyond_64_bits_survive_the_rest_path() -> None:
+    from switchyard.codec import loads
+
+    raw = (
+        b'{"messages":[{"role":"user","content":"x"}],'
+        b'"tools":[{"type":"function","function":{"name":"f","parameters":{"maximum":123456789012345678901234567890}}}],'
+        b'"vendor":{"id":98765432109876543210987}}'
+    )
+    body = loads(raw)
+    assert body["vendor"]["id"] == 98765432109876543210987  # an int, not a rounded float
+    out = orjson.dumps(request_to_dict(request_from_dict(body)))
+    assert b'"maximum":123456789012345678901234567890' in out
+    assert b'"vendor":{"id":98765432109876543210987}' in out
+    assert loads(b'{"a": 1.5}') == {"a": 1.5}
+    with pytest.raises(orjson.JSONDecodeError):
+        loads(b"{not json")

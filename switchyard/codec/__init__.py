@@ -9,7 +9,7 @@ and turns int64 into strings. Dicts returned by the ``*_to_dict`` functions may 
 
 from __future__ import annotations
 
-from ._common import CodecError
+from ._common import CodecError, loads
 from ._errors import error_from_dict, error_to_dict
 from ._request import request_from_dict, request_to_dict
 from ._response import response_from_dict, response_to_dict
@@ -18,6 +18,7 @@ __all__ = [
     "CodecError",
     "error_from_dict",
     "error_to_dict",
+    "loads",
     "request_from_dict",
     "request_to_dict",
     "response_from_dict",

@@ -21,6 +21,8 @@ oneof membership) and are written in JSON as their single field's value.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Container, Mapping
 from operator import attrgetter
 from typing import Any, Final
@@ -163,7 +165,26 @@ def json_text(v: Any) -> str:
     try:
         return orjson.dumps(v).decode()
     except orjson.JSONEncodeError:
+        pass
+    try:
+        # orjson refuses integers beyond 64 bits; the standard library keeps them exact.
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
         raise bad_type("a JSON value", v) from None
+
+
+# A run of 20 digits may be an integer beyond 64 bits, which orjson would read as a float.
+_LONG_INTEGER = re.compile(rb"\d{20}")
+
+
+def loads(raw: bytes) -> Any:
+    """Parse a caller's JSON body exactly: orjson, unless it holds an integer orjson would round.
+
+    Raises ``ValueError`` (``orjson.JSONDecodeError`` or ``json.JSONDecodeError``) on bad JSON.
+    """
+    if _LONG_INTEGER.search(raw) is None:
+        return orjson.loads(raw)
+    return json.loads(raw)
 
 
 _SCALAR_CHECKS: Final[dict[int, Callable[[Any], Any]]] = {
@@ -225,7 +246,7 @@ def _object_decoder(spec: Spec, keep_extra: bool) -> Decoder:
         kw: dict[str, Any] = {}
         unknown = _fill(v, spec, kw)
         if unknown is not None and keep_extra:
-            kw["extra_json"] = orjson.dumps(unknown).decode()
+            kw["extra_json"] = json_text(unknown)
         return kw
 
     return decode
@@ -319,6 +340,9 @@ _ENCODERS: dict[str, Encoder] = {}
 
 def merge_extra(out: dict[str, Any], text: str) -> None:
     out.update(orjson.loads(text))
+    if _LONG_INTEGER.search(text.encode()) is not None:
+        # Values holding integers beyond 64 bits go out as their exact text.
+        out.update({k: orjson.Fragment(json_text(v)) for k, v in json.loads(text).items()})
 
 
 def skip(out: dict[str, Any], value: Any) -> None:

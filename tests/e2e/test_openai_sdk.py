@@ -250,20 +250,21 @@ def test_tool_call_stream(sdk: AzureOpenAI, upstream: FakeUpstream) -> None:
     assert orjson.dumps(WEATHER_SCHEMA) in sent.raw
 
 
-@pytest.mark.xfail(
-    reason="REST parses the body with orjson.loads (gateway/app.py), which turns an integer beyond "
-    "64 bits into a float, so FunctionDefinition.parameters_json is no longer the caller's exact JSON "
-    "(chat.proto: `_json` fields keep integers unmangled); gRPC callers are not affected",
-    strict=True,
-)
-def test_tool_schema_big_integer_kept(sdk: AzureOpenAI, upstream: FakeUpstream) -> None:
+def test_integers_beyond_64_bits_are_kept_exactly(sdk: AzureOpenAI, upstream: FakeUpstream) -> None:
     schema = {
         "type": "object",
         "properties": {"id": {"type": "integer", "maximum": 123456789012345678901234567890}},
     }
     tool = {"type": "function", "function": {"name": "lookup", "parameters": schema}}
-    sdk.chat.completions.create(model="sdk-tools-3", messages=user("x"), tools=[tool])
-    assert b'"maximum":123456789012345678901234567890' in upstream.requests[-1].raw
+    sdk.chat.completions.create(
+        model="sdk-tools-3",
+        messages=user("x"),
+        tools=[tool],
+        extra_body={"vendor_param": {"big": 98765432109876543210987}},
+    )
+    raw = upstream.requests[-1].raw
+    assert b'"maximum":123456789012345678901234567890' in raw
+    assert b'"vendor_param":{"big":98765432109876543210987}' in raw
 
 
 def test_content_filter_is_bad_request(sdk: AzureOpenAI, upstream: FakeUpstream) -> None:
