@@ -191,7 +191,7 @@ class ChatEngine:
             try:
                 async for data in stream:
                     held.append(data)
-                    if _has_content(data):
+                    if _has_content(_parse(data, target)):
                         return target, held, stream
             except BaseException:
                 await stream.aclose()  # type: ignore[attr-defined]
@@ -221,7 +221,11 @@ class ChatEngine:
     def _base_body(request: pb.ChatCompletionRequest, *, stream: bool) -> dict[str, Any]:
         body = codec.request_to_dict(request)
         body.pop("fallbacks", None)
-        if stream:
+        if not stream:
+            # A unary call gets a unary answer, whatever the request's `stream` says.
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        else:
             body["stream"] = True
             # Always ask for usage so accounting works; the usage chunk reaches the
             # client only if it asked for it.
@@ -265,12 +269,8 @@ def _parse(raw: bytes, target: Target) -> dict[str, Any]:
         ) from None
 
 
-def _has_content(data: bytes) -> bool:
+def _has_content(chunk: dict[str, Any]) -> bool:
     """Does this chunk carry something the client must see (so no fallback after it)?"""
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return True
     for choice in chunk.get("choices") or ():
         if choice.get("finish_reason"):
             return True

@@ -395,3 +395,14 @@ def test_deadline_exceeded_reaches_upstream(
     # It was cut well before the upstream's 3 s answer.
     assert upstream.disconnects[0].finished_at is not None
     assert upstream.disconnects[0].finished_at - upstream.disconnects[0].received_at < 2.5
+
+
+def test_create_with_stream_true_still_answers_unary(
+    stub: chat_pb2_grpc.ChatCompletionsStub, upstream: FakeUpstream
+) -> None:
+    options = chat_pb2.StreamOptions(include_usage=True)
+    resp = stub.Create(request("grpc-unary-streamflag", stream=True, stream_options=options), timeout=10)
+    assert resp.choices[0].message.text
+    sent = upstream.requests[-1].body
+    assert "stream" not in sent
+    assert "stream_options" not in sent

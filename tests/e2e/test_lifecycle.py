@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
-from tests.conftest import Stack, base_config, free_port, start_stack
+from tests.conftest import Stack, base_config, free_port, secret_env, start_stack
 from tests.fakes.upstream import FakeUpstream, Reply
 
 USER = [{"role": "user", "content": "hello"}]
@@ -81,3 +85,38 @@ def test_sigterm_finishes_in_flight_requests(mode: str, upstream: FakeUpstream, 
             assert proc.wait(timeout=15) == 0, stack.logs()
     finally:
         stack.stop()
+
+
+def test_gateway_without_its_service_answers_503_in_the_error_shape(tmp_path: Path) -> None:
+    config = base_config("http://127.0.0.1:9", free_port(), free_port())  # nothing listens on the gRPC port
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    base_url = f"http://127.0.0.1:{config['server']['http_port']}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switchyard", "gateway", "--config", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=secret_env(),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(base_url + "/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "gateway did not start"
+                time.sleep(0.1)
+        assert health.status_code == 200  # alive...
+        assert httpx.get(base_url + "/ready", timeout=5).status_code == 503  # ...but not ready
+        response = httpx.post(
+            base_url + "/openai/deployments/x/chat/completions", json={"messages": USER}, timeout=30
+        )
+        assert response.status_code == 503
+        body = response.json()
+        assert body["type"] == "service_unavailable"
+        assert body["status_code"] == 503
+        assert body["error"]["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -255,3 +255,19 @@ def test_client_disconnect_cancels_a_unary_upstream_call(stack_url: str, upstrea
     assert call.finished_at is not None
     # Cut when the client left (0.5 s), not by the gateway's own 2 s read timeout.
     assert call.finished_at - call.received_at < 1.5
+
+
+def test_stream_whose_first_event_is_garbage_falls_back(client: httpx.Client, upstream: FakeUpstream) -> None:
+    garbage = Reply.status(200, body="data: {not json\n\n", headers={"content-type": "text/event-stream"})
+    upstream.script(*[garbage] * 3, match="sgarbage")
+    with client.stream(
+        "POST",
+        "/openai/deployments/sgarbage/chat/completions",
+        json={"messages": [{"role": "user", "content": "x"}], "stream": True, "fallbacks": ["openai/sg-ok"]},
+    ) as response:
+        assert response.status_code == 200
+        events = _sse_events(response)
+    assert events[-1] == b"[DONE]"
+    first = orjson.loads(events[0])
+    assert first["extra_fields"]["provider"] == "openai"
+    assert [a["error_type"] for a in first["extra_fields"]["attempts"]] == ["upstream_bad_response"] * 3

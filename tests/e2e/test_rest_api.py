@@ -328,3 +328,24 @@ def test_secrets_never_reach_the_caller_or_the_logs(
     for secret in SECRETS:
         for text in (*texts, stack.logs()):
             assert secret not in text
+
+
+def test_unknown_routes_and_methods_get_the_error_shape(client: httpx.Client) -> None:
+    assert _assert_error_shape(client.post("/openai/nope", json={}), 404)["type"] == "not_found"
+    wrong_method = client.get("/openai/deployments/x/chat/completions")
+    assert _assert_error_shape(wrong_method, 405)["type"] == "method_not_allowed"
+
+
+def test_an_unparseable_upstream_answer_is_retried_then_falls_back(
+    client: httpx.Client, upstream: FakeUpstream
+) -> None:
+    upstream.script(*[Reply.status(200, body="<html>proxy page</html>")] * 3, match="garbage-200")
+    response = _post(
+        client,
+        "/openai/deployments/garbage-200/chat/completions",
+        {"messages": USER, "fallbacks": ["openai/gb-ok"]},
+    )
+    assert response.status_code == 200, response.text
+    attempts = response.json()["extra_fields"]["attempts"]
+    assert [a["error_type"] for a in attempts] == ["upstream_bad_response"] * 3
+    assert upstream.requests[-1].model == "gb-ok"
