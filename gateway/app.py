@@ -13,13 +13,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway.backend import BackendError, ChatBackend, Metadata
 from gateway.errors import error_response, gateway_error, sse_error_event
@@ -31,6 +33,7 @@ log = logging.getLogger("switchyard.gateway")
 
 # Request headers passed on to the service as gRPC call metadata (auth is enforced there).
 FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "x-request-id")
+_FORWARDED = frozenset(name.encode() for name in FORWARDED_HEADERS)
 T = TypeVar("T")
 _DONE = b"data: [DONE]\n\n"
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -42,6 +45,16 @@ class _TooLarge(Exception):
 
 class _ClientLeft(Exception):
     pass
+
+
+class _AsgiEndpoint:
+    """Makes Starlette treat a plain ``(scope, receive, send)`` coroutine as an ASGI endpoint."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> Starlette:
@@ -58,32 +71,36 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
         finally:
             await state["backend"].aclose()
 
-    async def chat_completions(request: Request) -> Response:
+    async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
+        # A bare ASGI endpoint: Starlette still routes to it, but the hot path skips
+        # building Request/Response objects and parsing every header.
+        response = await _chat(scope, receive)
+        await response(scope, receive, send)
+
+    async def _chat(scope: Scope, receive: Receive) -> Response:
         try:
-            raw = await _read_body(request, limit)
+            raw = await _read_body(scope, receive, limit)
         except _TooLarge:
             return gateway_error(413, "request_too_large", f"request body exceeds {limit} bytes")
-        except ClientDisconnect:
+        except _ClientLeft:
             return Response(status_code=499)
         try:
             data: Any = codec.loads(raw)
         except ValueError as exc:
             return gateway_error(400, "invalid_request_error", f"request body is not valid JSON: {exc}")
+        headers, api_version = _request_meta(scope)
         try:
             chat_request = codec.request_from_dict(
-                data,
-                deployment_id=request.path_params.get("deployment_id", ""),
-                api_version=request.query_params.get("api-version"),
+                data, deployment_id=scope["path_params"].get("deployment_id", ""), api_version=api_version
             )
         except codec.CodecError as exc:
             return gateway_error(400, "invalid_request_error", exc.message, param=exc.param)
 
         backend = state["backend"]
-        metadata = _metadata(request)
         if chat_request.stream:
-            return await _stream(backend, chat_request, metadata)
+            return await _stream(backend, chat_request, headers)
         try:
-            response = await _unless_client_leaves(request, backend.create(chat_request, metadata, timeout_s))
+            response = await _unless_client_leaves(receive, backend.create(chat_request, headers, timeout_s))
         except BackendError as err:
             return error_response(err.error)
         except _ClientLeft:
@@ -98,17 +115,16 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "service unavailable"}, status_code=503)
 
+    chat = _AsgiEndpoint(chat_completions)
     routes = [
         Route(
             "/openai/openai/deployments/{deployment_id:path}/chat/completions",
-            chat_completions,
+            chat,
             methods=["POST"],
         ),
-        Route(
-            "/openai/deployments/{deployment_id:path}/chat/completions", chat_completions, methods=["POST"]
-        ),
-        Route("/openai/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/openai/deployments/{deployment_id:path}/chat/completions", chat, methods=["POST"]),
+        Route("/openai/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
     ]
@@ -147,7 +163,7 @@ async def _stream(backend: ChatBackend, request: pb.ChatCompletionRequest, metad
     return StreamingResponse(events(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-async def _unless_client_leaves(request: Request, call: Awaitable[T]) -> T:
+async def _unless_client_leaves(receive: Receive, call: Awaitable[T]) -> T:
     """Await ``call``, cancelling it (and so the upstream request) if the client disconnects.
 
     Starlette only notices a disconnect while streaming; a long unary generation
@@ -163,7 +179,7 @@ async def _unless_client_leaves(request: Request, call: Awaitable[T]) -> T:
             state["left"] = True
             current.cancel()
 
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
     watcher.add_done_callback(on_disconnect)
     try:
         return await call
@@ -176,8 +192,8 @@ async def _unless_client_leaves(request: Request, call: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-async def _wait_for_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
@@ -185,20 +201,34 @@ def _sse(chunk: pb.ChatCompletionChunk) -> bytes:
     return b"data: " + orjson.dumps(codec.response_to_dict(chunk)) + b"\n\n"
 
 
-def _metadata(request: Request) -> Metadata:
-    headers = request.headers
-    return [(name, value) for name in FORWARDED_HEADERS if (value := headers.get(name)) is not None]
+def _request_meta(scope: Scope) -> tuple[Metadata, str | None]:
+    """The headers forwarded as call metadata, and the ``api-version`` query parameter."""
+    metadata = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name in _FORWARDED
+    ]
+    api_version = None
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        api_version = parse_qs(query.decode("latin-1")).get("api-version", [None])[0]
+    return metadata, api_version
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _TooLarge
     parts: list[bytes] = []
     size = 0
-    async for piece in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientLeft
+        piece = message.get("body", b"")
         size += len(piece)
         if size > limit:
             raise _TooLarge
         parts.append(piece)
-    return b"".join(parts)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
