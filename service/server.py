@@ -43,6 +43,11 @@ class RunningService:
 async def start_service(config: Config, address: str | None = None) -> RunningService:
     """Start the service on ``address`` (default: grpc_host:grpc_port; ``unix:/path`` works)."""
     providers = {name: build_provider(p, config.timeouts) for name, p in config.providers.items()}
+    for name, provider in config.providers.items():
+        if not provider.keys:
+            log.warning(
+                "provider %r has no keys configured: calls routed to it get 502 no_keys_available", name
+            )
     servicer = ChatCompletionsServicer(ChatEngine(config, providers))
     # Two servers must never silently share a port.
     server = grpc.aio.server(options=[*grpc_options(config), ("grpc.so_reuseport", 0)])

@@ -163,6 +163,10 @@ def decode_status(
             grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
             grpc.StatusCode.CANCELLED: "cancelled",
         }.get(code, "internal_error")
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            # Our own rate limits always carry an ErrorBody; a bare RESOURCE_EXHAUSTED comes
+            # from gRPC itself: a message over server.max_message_bytes.
+            http, type_ = 413, "message_too_large"
         body = error_body(http, type_, details or code.name.lower())
     return DecodedError(http_status=body.status_code or 500, body=body, retry_after_s=retry_after)
 

@@ -120,3 +120,45 @@ def test_gateway_without_its_service_answers_503_in_the_error_shape(tmp_path: Pa
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize(("max_message_mib", "status"), [(64, 200), (4, 413)])
+def test_the_grpc_message_limit_between_processes(
+    upstream: FakeUpstream, tmp_path: Path, max_message_mib: int, status: int
+) -> None:
+    config = base_config(upstream.url, free_port(), free_port())
+    config["server"]["max_body_bytes"] = 12 * 1024 * 1024
+    config["server"]["max_message_bytes"] = max_message_mib * 1024 * 1024
+    stack = start_stack("split", config, tmp_path)
+    try:
+        image = "data:image/png;base64," + "A" * (6 * 1024 * 1024)  # a large inline image, as apps send
+        message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}]}
+        response = httpx.post(
+            stack.base_url + "/openai/deployments/big-image/chat/completions",
+            json={"messages": [message]},
+            timeout=30,
+        )
+        assert response.status_code == status, response.text[:500]
+        if status == 200:  # over gRPC's default 4 MiB, so the explicit limit is what let it through
+            assert upstream.requests[0].body["messages"][0]["content"][0]["image_url"]["url"] == image
+        else:
+            assert response.json()["type"] == "message_too_large"
+            assert upstream.requests == []
+    finally:
+        stack.stop()
+
+
+def test_a_provider_without_keys_is_reported_at_start(upstream: FakeUpstream, tmp_path: Path) -> None:
+    config = base_config(upstream.url, free_port(), free_port())
+    config["providers"]["openai"]["keys"] = [{"value": "${SY_TEST_UNSET_KEY:-}"}]
+    stack = start_stack("inprocess", config, tmp_path)
+    try:
+        assert "provider 'openai' has no keys configured" in stack.logs()
+        response = httpx.post(
+            stack.base_url + "/v1/chat/completions", json={"model": "openai/x", "messages": USER}
+        )
+        assert response.status_code == 502
+        assert response.json()["type"] == "no_keys_available"
+        assert upstream.requests == []
+    finally:
+        stack.stop()
