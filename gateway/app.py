@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -28,8 +27,6 @@ from gateway.errors import error_response, gateway_error, sse_error_event
 from switchyard import codec
 from switchyard.config import Config
 from switchyard.v1 import chat_pb2 as pb
-
-log = logging.getLogger("switchyard.gateway")
 
 # Request headers passed on to the service as gRPC call metadata (auth is enforced there).
 FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "x-request-id")
@@ -98,7 +95,7 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
 
         backend = state["backend"]
         if chat_request.stream:
-            return await _stream(backend, chat_request, headers)
+            return await _stream(backend, chat_request, headers, receive)
         try:
             response = await _unless_client_leaves(receive, backend.create(chat_request, headers, timeout_s))
         except BackendError as err:
@@ -137,16 +134,22 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: http_error, 405: http_error})
 
 
-async def _stream(backend: ChatBackend, request: pb.ChatCompletionRequest, metadata: Metadata) -> Response:
+async def _stream(
+    backend: ChatBackend, request: pb.ChatCompletionRequest, metadata: Metadata, receive: Receive
+) -> Response:
     chunks = backend.create_stream(request, metadata, None)
     # Wait for the first chunk before answering, so an error that happens before
-    # any output still gets its real HTTP status instead of a 200 stream.
+    # any output still gets its real HTTP status instead of a 200 stream. The wait
+    # can be long (reasoning models), so a client leaving meanwhile cancels it.
     try:
-        first = await anext(chunks)
+        first = await _unless_client_leaves(receive, anext(chunks))
     except StopAsyncIteration:
         first = None
     except BackendError as err:
         return error_response(err.error)
+    except _ClientLeft:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        return Response(status_code=499)
 
     async def events() -> AsyncIterator[bytes]:
         try:

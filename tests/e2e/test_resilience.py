@@ -271,3 +271,21 @@ def test_stream_whose_first_event_is_garbage_falls_back(client: httpx.Client, up
     first = orjson.loads(events[0])
     assert first["extra_fields"]["provider"] == "openai"
     assert [a["error_type"] for a in first["extra_fields"]["attempts"]] == ["upstream_bad_response"] * 3
+
+
+def test_client_leaving_before_the_first_chunk_cancels_the_upstream(
+    stack_url: str, upstream: FakeUpstream
+) -> None:
+    upstream.script(Reply.slow(10), match="slow-first-chunk")
+    body = {"messages": [{"role": "user", "content": "x"}], "stream": True}
+    with httpx.Client(base_url=stack_url, timeout=0.5) as short:
+        try:
+            short.post("/openai/deployments/slow-first-chunk/chat/completions", json=body)
+        except httpx.ReadTimeout:
+            pass
+        else:
+            raise AssertionError("expected the call to be cut short")
+    assert upstream.wait_for_disconnect(5), "the upstream call was left running"
+    (call,) = upstream.requests
+    assert call.finished_at is not None
+    assert call.finished_at - call.received_at < 1.5  # the client's 0.5 s, not the 2 s read timeout
