@@ -1,0 +1,8 @@
+"""Switchyard: an AI gateway speaking the Azure OpenAI chat-completions API.
+
+This package holds what the gateway and the service share: the generated protos
+(``switchyard.v1``, do not edit), the JSON <-> proto ``codec``, the ``config``
+loader, the error body's trip through gRPC (``errors``) and the ``switchyard``
+command (``cli``, ``runner``). The service lives in ``service/``, the REST
+transcoder in ``gateway/``.
+"""
