@@ -150,14 +150,10 @@ class ChatEngine:
 
         want_usage = request.stream_options.include_usage if request.HasField("stream_options") else False
         index = 0
+        parsed_chunks = _parsed_chunks(held, rest, target)
         try:
-            for data in held:
-                chunk = self._chunk(data, call, target, want_usage, index)
-                if chunk is not None:
-                    index += 1
-                    yield chunk
-            async for data in rest:
-                chunk = self._chunk(data, call, target, want_usage, index)
+            async for parsed in parsed_chunks:
+                chunk = self._chunk(parsed, call, target, want_usage, index)
                 if chunk is not None:
                     index += 1
                     yield chunk
@@ -165,12 +161,13 @@ class ChatEngine:
             log.warning("stream from %s failed after %d chunks: %s", target.label, index, err.type)
             raise call.fail(err) from None
         finally:
+            await parsed_chunks.aclose()  # type: ignore[attr-defined]
             await rest.aclose()  # type: ignore[attr-defined]
 
     def _chunk(
-        self, data: bytes, call: _Call, target: Target, want_usage: bool, index: int
+        self, parsed: dict[str, Any], call: _Call, target: Target, want_usage: bool, index: int
     ) -> pb.ChatCompletionChunk | None:
-        chunk = codec.response_from_dict(_parse(data, target), pb.ChatCompletionChunk)
+        chunk = codec.response_from_dict(parsed, pb.ChatCompletionChunk)
         if not want_usage and not chunk.choices and chunk.HasField("usage"):
             return None
         extra = chunk.extra_fields
@@ -178,20 +175,21 @@ class ChatEngine:
         extra.chunk_index = index
         return chunk
 
-    async def _open_stream(self, call: _Call) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
+    async def _open_stream(self, call: _Call) -> tuple[Target, list[dict[str, Any]], AsyncIterator[bytes]]:
         """Find an upstream whose stream gets as far as its first content chunk."""
 
         async def send(
             provider: Provider, upstream: UpstreamRequest, target: Target
-        ) -> tuple[Target, list[bytes], AsyncIterator[bytes]]:
+        ) -> tuple[Target, list[dict[str, Any]], AsyncIterator[bytes]]:
             stream = provider.stream_chat(upstream)
             # Chunks before the first content (Azure's filter results, the role
-            # chunk) are held back, so a failure up to there can still fall back.
-            held: list[bytes] = []
+            # chunk) are held back, parsed, so a failure up to there can still fall back.
+            held: list[dict[str, Any]] = []
             try:
                 async for data in stream:
-                    held.append(data)
-                    if _has_content(_parse(data, target)):
+                    chunk = _parse(data, target)
+                    held.append(chunk)
+                    if _has_content(chunk):
                         return target, held, stream
             except BaseException:
                 await stream.aclose()  # type: ignore[attr-defined]
@@ -280,6 +278,16 @@ def _has_content(chunk: dict[str, Any]) -> bool:
         if delta.get("audio") or delta.get("function_call"):
             return True
     return bool(chunk.get("usage")) and not chunk.get("choices")
+
+
+async def _parsed_chunks(
+    held: list[dict[str, Any]], rest: AsyncIterator[bytes], target: Target
+) -> AsyncIterator[dict[str, Any]]:
+    """The held (already parsed) chunks, then the rest of the upstream stream, parsed."""
+    for chunk in held:
+        yield chunk
+    async for data in rest:
+        yield _parse(data, target)
 
 
 async def _empty() -> AsyncIterator[bytes]:

@@ -42,6 +42,9 @@ class FailureClass(enum.Enum):
 class GatewayError(Exception):
     """A failure that ends in the contract's error body with ``status`` as its HTTP status."""
 
+    # True only when the provider itself answered with this error (its status passes through).
+    from_upstream: bool = False
+
     def __init__(
         self,
         status: int,
@@ -80,14 +83,14 @@ class GatewayError(Exception):
             model_requested=model_requested,
             request_type=request_type,
             attempts=attempts,
-            from_gateway=not (isinstance(self, UpstreamError) and self.from_upstream),
+            from_gateway=not self.from_upstream,
         )
 
     def to_attempt(self) -> pb.Attempt:
         return pb.Attempt(
             provider=self.provider,
             model=self.model,
-            status_code=self.status if isinstance(self, UpstreamError) and self.from_upstream else 0,
+            status_code=self.status if self.from_upstream else 0,
             error_type=self.type,
             message=self.message[:300],
         )
@@ -196,23 +199,18 @@ def map_transport_errors(provider: str, model: str, *, mid_stream: bool = False)
         # timeout is only a timeout when its root cause is one.
         cause = exc.__cause__
         if isinstance(exc, httpx.TimeoutException) and (cause is None or isinstance(cause, TimeoutError)):
-            err = UpstreamError(
-                504, "timeout", f"upstream timed out ({type(exc).__name__})", failure=FailureClass.TIMEOUT
-            )
-        elif mid_stream:
-            err = UpstreamError(
-                502,
-                "upstream_stream_broken",
-                f"the upstream connection broke mid-stream ({type(cause or exc).__name__})",
-                failure=FailureClass.TRANSIENT,
-            )
+            status, type_, failure = 504, "timeout", FailureClass.TIMEOUT
+            message = f"upstream timed out ({type(exc).__name__})"
         else:
-            err = UpstreamError(
-                502,
-                "upstream_unreachable",
-                f"could not reach the upstream ({type(cause or exc).__name__})",
-                failure=FailureClass.TRANSIENT,
-            )
+            status, failure = 502, FailureClass.TRANSIENT
+            name = type(cause or exc).__name__
+            if mid_stream:
+                type_, message = (
+                    "upstream_stream_broken",
+                    f"the upstream connection broke mid-stream ({name})",
+                )
+            else:
+                type_, message = "upstream_unreachable", f"could not reach the upstream ({name})"
+        err = UpstreamError(status, type_, message, failure=failure, provider=provider, model=model)
         err.from_upstream = False
-        err.provider, err.model = provider, model
         raise err from exc

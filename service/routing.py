@@ -96,9 +96,6 @@ class Router:
             return None
         return self._weighted(eligible, [provider.keys[i].weight for i in eligible])
 
-    def has_key_for(self, provider: ProviderConfig, model: str) -> bool:
-        return any(key_allows(key, model) for key in provider.keys)
-
     def _weighted(self, items: Sequence[T], weights: list[float]) -> T:
         if len(items) == 1:
             return items[0]

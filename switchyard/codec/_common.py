@@ -339,8 +339,9 @@ _ENCODERS: dict[str, Encoder] = {}
 
 
 def merge_extra(out: dict[str, Any], text: str) -> None:
-    out.update(orjson.loads(text))
-    if _LONG_INTEGER.search(text.encode()) is not None:
+    if _LONG_INTEGER.search(text.encode()) is None:
+        out.update(orjson.loads(text))
+    else:
         # Values holding integers beyond 64 bits go out as their exact text.
         out.update({k: orjson.Fragment(json_text(v)) for k, v in json.loads(text).items()})
 
