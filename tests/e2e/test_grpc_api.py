@@ -7,7 +7,7 @@ Each test uses its own deployment id so scripted upstream replies never leak bet
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 import orjson
@@ -63,6 +63,17 @@ def error_body(details: dict[str, object]) -> chat_pb2.ErrorBody:
     body = details.get("switchyard.v1.ErrorBody")
     assert isinstance(body, chat_pb2.ErrorBody), f"no ErrorBody detail in {list(details)}"
     return body
+
+
+def expect_error(
+    call: Callable[[], object], code: grpc.StatusCode
+) -> tuple[dict[str, object], chat_pb2.ErrorBody]:
+    """Run ``call``, which must fail with ``code``; -> (its details by type name, its ErrorBody)."""
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    assert info.value.code() == code  # type: ignore[attr-defined]
+    _, details = rich_status(info.value)
+    return details, error_body(details)
 
 
 def collect_text(chunks: Iterable[chat_pb2.ChatCompletionChunk], into: list[str]) -> None:
@@ -179,12 +190,10 @@ def test_rate_limit_rich_status(stub: chat_pb2_grpc.ChatCompletionsStub, upstrea
 def test_range_violation_invalid_argument(
     stub: chat_pb2_grpc.ChatCompletionsStub, upstream: FakeUpstream
 ) -> None:
-    with pytest.raises(grpc.RpcError) as info:
-        stub.Create(request("grpc-err-400", temperature=5), timeout=10)
-    err = info.value
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    _, details = rich_status(err)
-    body = error_body(details)
+    details, body = expect_error(
+        lambda: stub.Create(request("grpc-err-400", temperature=5), timeout=10),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
     assert body.status_code == 400
     assert body.error.param == "temperature"
     assert body.is_bifrost_error
@@ -197,12 +206,9 @@ def test_range_violation_invalid_argument(
 
 def test_upstream_404_not_found(stub: chat_pb2_grpc.ChatCompletionsStub, upstream: FakeUpstream) -> None:
     upstream.script(Reply.status(404), match="grpc-err-404")
-    with pytest.raises(grpc.RpcError) as info:
-        stub.Create(request("grpc-err-404"), timeout=10)
-    err = info.value
-    assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
-    _, details = rich_status(err)
-    body = error_body(details)
+    _, body = expect_error(
+        lambda: stub.Create(request("grpc-err-404"), timeout=10), grpc.StatusCode.NOT_FOUND
+    )
     assert body.status_code == 404
     assert body.error.code == "model_not_found"
     assert len(upstream.requests) == 1
@@ -210,11 +216,9 @@ def test_upstream_404_not_found(stub: chat_pb2_grpc.ChatCompletionsStub, upstrea
 
 def test_stream_error_before_output(stub: chat_pb2_grpc.ChatCompletionsStub, upstream: FakeUpstream) -> None:
     upstream.script(Reply.status(404), match="grpc-err-s404")
-    with pytest.raises(grpc.RpcError) as info:
-        list(stub.CreateStream(request("grpc-err-s404"), timeout=10))
-    err = info.value
-    assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
-    body = error_body(rich_status(err)[1])
+    _, body = expect_error(
+        lambda: list(stub.CreateStream(request("grpc-err-s404"), timeout=10)), grpc.StatusCode.NOT_FOUND
+    )
     assert body.status_code == 404
     assert body.extra_fields.request_type == "chat_completion_stream"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import orjson
+import pytest
 
 from tests.conftest import ROTATE_KEYS
 from tests.fakes.upstream import FakeUpstream, Reply
@@ -25,6 +26,29 @@ def _sse_events(response: httpx.Response) -> list[bytes]:
         assert block.startswith(b"data: "), block
         events.append(block[len(b"data: ") :])
     return events
+
+
+def _stream_events(client: httpx.Client, deployment: str, **body: object) -> list[bytes]:
+    """POST a streaming request; it must start as a 200 SSE stream. -> its `data:` payloads."""
+    payload = {"messages": [{"role": "user", "content": "x"}], "stream": True, **body}
+    with client.stream(
+        "POST", f"/openai/deployments/{deployment}/chat/completions", json=payload
+    ) as response:
+        assert response.status_code == 200
+        return _sse_events(response)
+
+
+def _assert_cut_when_client_leaves(
+    stack_url: str, upstream: FakeUpstream, deployment: str, **body: object
+) -> None:
+    """A client giving up after 0.5 s must end the upstream call then, not at the 2 s read timeout."""
+    upstream.script(Reply.slow(10), match=deployment)
+    with httpx.Client(base_url=stack_url, timeout=0.5) as short, pytest.raises(httpx.ReadTimeout):
+        _chat(short, deployment, **body)
+    assert upstream.wait_for_disconnect(5), "the upstream call was left running"
+    (call,) = upstream.requests
+    assert call.finished_at is not None
+    assert call.finished_at - call.received_at < 1.5
 
 
 def _served_by(upstream: FakeUpstream) -> list[str]:
@@ -172,17 +196,7 @@ def test_stream_falls_back_before_the_first_content_chunk(
     client: httpx.Client, upstream: FakeUpstream
 ) -> None:
     upstream.script(*[Reply.stream(break_after=0)] * 3, match="sfb-primary")
-    with client.stream(
-        "POST",
-        "/openai/deployments/sfb-primary/chat/completions",
-        json={
-            "messages": [{"role": "user", "content": "x"}],
-            "stream": True,
-            "fallbacks": ["openai/sfb-second"],
-        },
-    ) as response:
-        assert response.status_code == 200
-        events = _sse_events(response)
+    events = _stream_events(client, "sfb-primary", fallbacks=["openai/sfb-second"])
     assert events[-1] == b"[DONE]"
     chunks = [orjson.loads(e) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
@@ -210,13 +224,7 @@ def test_stream_that_breaks_after_content_ends_with_an_error_event(
     client: httpx.Client, upstream: FakeUpstream
 ) -> None:
     upstream.script(Reply.stream(["a", "b", "c"], break_after=2), match="sbreak")
-    with client.stream(
-        "POST",
-        "/openai/deployments/sbreak/chat/completions",
-        json={"messages": [{"role": "user", "content": "x"}], "stream": True, "fallbacks": ["openai/never"]},
-    ) as response:
-        assert response.status_code == 200
-        events = _sse_events(response)
+    events = _stream_events(client, "sbreak", fallbacks=["openai/never"])
     assert b"[DONE]" not in events
     *chunks, last = (orjson.loads(e) for e in events)
     # "b" may be lost: aiohttp raises a broken connection before handing out bytes it
@@ -242,31 +250,13 @@ def test_client_disconnect_cancels_the_upstream_stream(client: httpx.Client, ups
 
 
 def test_client_disconnect_cancels_a_unary_upstream_call(stack_url: str, upstream: FakeUpstream) -> None:
-    upstream.script(Reply.slow(10), match="hang-unary")
-    with httpx.Client(base_url=stack_url, timeout=0.5) as short:
-        try:
-            _chat(short, "hang-unary")
-        except httpx.ReadTimeout:
-            pass
-        else:
-            raise AssertionError("expected the call to be cut short")
-    assert upstream.wait_for_disconnect(5), "the upstream call was left running"
-    (call,) = upstream.requests
-    assert call.finished_at is not None
-    # Cut when the client left (0.5 s), not by the gateway's own 2 s read timeout.
-    assert call.finished_at - call.received_at < 1.5
+    _assert_cut_when_client_leaves(stack_url, upstream, "hang-unary")
 
 
 def test_stream_whose_first_event_is_garbage_falls_back(client: httpx.Client, upstream: FakeUpstream) -> None:
     garbage = Reply.status(200, body="data: {not json\n\n", headers={"content-type": "text/event-stream"})
     upstream.script(*[garbage] * 3, match="sgarbage")
-    with client.stream(
-        "POST",
-        "/openai/deployments/sgarbage/chat/completions",
-        json={"messages": [{"role": "user", "content": "x"}], "stream": True, "fallbacks": ["openai/sg-ok"]},
-    ) as response:
-        assert response.status_code == 200
-        events = _sse_events(response)
+    events = _stream_events(client, "sgarbage", fallbacks=["openai/sg-ok"])
     assert events[-1] == b"[DONE]"
     first = orjson.loads(events[0])
     assert first["extra_fields"]["provider"] == "openai"
@@ -276,16 +266,4 @@ def test_stream_whose_first_event_is_garbage_falls_back(client: httpx.Client, up
 def test_client_leaving_before_the_first_chunk_cancels_the_upstream(
     stack_url: str, upstream: FakeUpstream
 ) -> None:
-    upstream.script(Reply.slow(10), match="slow-first-chunk")
-    body = {"messages": [{"role": "user", "content": "x"}], "stream": True}
-    with httpx.Client(base_url=stack_url, timeout=0.5) as short:
-        try:
-            short.post("/openai/deployments/slow-first-chunk/chat/completions", json=body)
-        except httpx.ReadTimeout:
-            pass
-        else:
-            raise AssertionError("expected the call to be cut short")
-    assert upstream.wait_for_disconnect(5), "the upstream call was left running"
-    (call,) = upstream.requests
-    assert call.finished_at is not None
-    assert call.finished_at - call.received_at < 1.5  # the client's 0.5 s, not the 2 s read timeout
+    _assert_cut_when_client_leaves(stack_url, upstream, "slow-first-chunk", stream=True)
