@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from gateway.admin import admin_routes
 from gateway.backend import BackendError, ChatBackend, Metadata
 from gateway.errors import error_response, gateway_error, sse_error_event
 from switchyard import codec
@@ -124,6 +125,7 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
+        *admin_routes(lambda: state["backend"], lambda request: _request_meta(request.scope)[0]),
     ]
 
     async def http_error(_request: Request, exc: Exception) -> Response:

@@ -12,15 +12,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import grpc
+from google.protobuf.message import Message
 
 from switchyard.errors import DecodedError, decode_status
+from switchyard.v1 import admin_pb2_grpc, chat_pb2_grpc
 from switchyard.v1 import chat_pb2 as pb
-from switchyard.v1 import chat_pb2_grpc
 
 if TYPE_CHECKING:  # the gateway-only process never imports the service stack
+    from service.admin import AdminServicer
     from service.servicer import ChatCompletionsServicer
 
 Metadata = Sequence[tuple[str, str]]
+ADMIN_TIMEOUT_S = 30.0
 
 
 class BackendError(Exception):
@@ -44,6 +47,10 @@ class ChatBackend(Protocol):
         """
         ...
 
+    async def admin(self, method: str, request: Message, metadata: Metadata) -> Message:
+        """Call the Admin service's ``method``; raises BackendError."""
+        ...
+
     async def ready(self) -> bool: ...
 
     async def aclose(self) -> None: ...
@@ -55,6 +62,7 @@ class GrpcBackend:
     def __init__(self, target: str, options: Sequence[tuple[str, int]]) -> None:
         self._channel = grpc.aio.insecure_channel(target, options=list(options))
         self._stub = chat_pb2_grpc.ChatCompletionsStub(self._channel)
+        self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._health_check = self._channel.unary_unary(
             "/grpc.health.v1.Health/Check",
             request_serializer=lambda _: b"",
@@ -83,6 +91,12 @@ class GrpcBackend:
             raise _backend_error(err) from None
         finally:
             call.cancel()  # a no-op once the call is done; cancels the service side otherwise
+
+    async def admin(self, method: str, request: Message, metadata: Metadata) -> Message:
+        try:
+            return await getattr(self._admin, method)(request, metadata=metadata, timeout=ADMIN_TIMEOUT_S)  # type: ignore[no-any-return]
+        except grpc.aio.AioRpcError as err:
+            raise _backend_error(err) from None
 
     async def ready(self) -> bool:
         try:
@@ -125,8 +139,11 @@ class InProcessBackend:
     """Calls the servicer directly, as grpc-gateway's in-process registration does: no
     serialisation and no socket, but the same servicer code and the same error statuses."""
 
-    def __init__(self, servicer: ChatCompletionsServicer, is_serving: Callable[[], bool]) -> None:
+    def __init__(
+        self, servicer: ChatCompletionsServicer, admin: AdminServicer, is_serving: Callable[[], bool]
+    ) -> None:
         self._servicer = servicer
+        self._admin = admin
         self._is_serving = is_serving
 
     async def create(
@@ -148,6 +165,12 @@ class InProcessBackend:
             raise BackendError(decode_status(err.code, err.details, err.trailing_metadata)) from None
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+    async def admin(self, method: str, request: Message, metadata: Metadata) -> Message:
+        try:
+            return await getattr(self._admin, method)(request, _InProcessContext(metadata, ADMIN_TIMEOUT_S))  # type: ignore[no-any-return]
+        except _Aborted as err:
+            raise BackendError(decode_status(err.code, err.details, err.trailing_metadata)) from None
 
     async def ready(self) -> bool:
         return self._is_serving()

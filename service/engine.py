@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
+from service.counters import Reservation
 from service.errors import FailureClass, GatewayError
+from service.governance import OPEN, Admission, Governance
 from service.providers import Provider, UpstreamRequest
+from service.records import LogEntry
 from service.resilience import RetryPolicy, call_target, call_with_fallbacks
 from service.routing import Router, Target
 from service.validation import validate_request
@@ -42,6 +46,9 @@ class ChatError(Exception):
         self.retry_after_s = retry_after_s
 
 
+Metadata = Iterable[tuple[str, str | bytes]]
+
+
 @dataclass(slots=True)
 class _Call:
     """Per-request state."""
@@ -49,7 +56,16 @@ class _Call:
     request: pb.ChatCompletionRequest
     request_type: str
     started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
     attempts: list[pb.Attempt] = field(default_factory=list)
+    admission: Admission = OPEN
+    reservation: Reservation | None = None
+    target: Target | None = None  # the target that answered
+    usage: pb.Usage | None = None
+    cost: float | None = None
+    status: int = 200
+    error_type: str | None = None
+    completion: list[str] | None = None  # content for the request log, when it keeps content
 
     @property
     def model_requested(self) -> str:
@@ -59,6 +75,7 @@ class _Call:
         return int((time.perf_counter() - self.started) * 1000)
 
     def fail(self, err: GatewayError) -> ChatError:
+        self.status, self.error_type = err.status, err.type
         body = err.to_body(
             model_requested=self.model_requested, request_type=self.request_type, attempts=self.attempts
         )
@@ -67,10 +84,15 @@ class _Call:
 
 class ChatEngine:
     def __init__(
-        self, config: Config, providers: Mapping[str, Provider], router: Router | None = None
+        self,
+        config: Config,
+        providers: Mapping[str, Provider],
+        governance: Governance,
+        router: Router | None = None,
     ) -> None:
         self._config = config
         self._providers = providers
+        self._governance = governance
         self._router = router or Router(config)
         self._retry = RetryPolicy(config.retries)
         self._raw = config.logging.raw_request
@@ -78,68 +100,156 @@ class ChatEngine:
     # ---------------------------------------------------------------- unary
 
     async def create(
-        self, request: pb.ChatCompletionRequest, timeout_s: float | None = None
+        self, request: pb.ChatCompletionRequest, timeout_s: float | None = None, metadata: Metadata = ()
     ) -> pb.ChatCompletionResponse:
         call = _Call(request, REQUEST_TYPE)
         try:
             async with asyncio.timeout(self._budget(timeout_s)):
-                return await self._create(call)
+                return await self._create(call, metadata)
         except GatewayError as err:
             raise call.fail(err) from None
         except TimeoutError:
             raise call.fail(_deadline_error()) from None
+        except asyncio.CancelledError:
+            call.status, call.error_type = 499, "cancelled"
+            raise
+        finally:
+            await self._finish(call)
 
-    async def _create(self, call: _Call) -> pb.ChatCompletionResponse:
+    async def _create(self, call: _Call, metadata: Metadata) -> pb.ChatCompletionResponse:
         async def send(
             provider: Provider, upstream: UpstreamRequest, target: Target
         ) -> pb.ChatCompletionResponse:
             raw = await provider.chat(upstream)
             response = codec.response_from_dict(_parse(raw, target), pb.ChatCompletionResponse)
+            if response.HasField("usage"):
+                self._account(call, response.usage, target, response.model)
             extra = response.extra_fields
             self._fill_extra(extra, call, target)
             if self._raw:
                 extra.raw_request_json = upstream.body.decode()
                 extra.raw_response_json = raw.decode()
+            if call.completion is not None:
+                call.completion.extend(c.message.text for c in response.choices)
             return response
 
-        return await self._serve(call, send)
+        return await self._serve(call, metadata, send)
 
     async def _serve(
-        self, call: _Call, send: Callable[[Provider, UpstreamRequest, Target], Awaitable[T]]
+        self,
+        call: _Call,
+        metadata: Metadata,
+        send: Callable[[Provider, UpstreamRequest, Target], Awaitable[T]],
     ) -> T:
-        """Validate and route ``call``, then ``send`` it through retries and fallbacks."""
+        """Admit, validate and route ``call``, then ``send`` it through retries and fallbacks."""
+        governance = self._governance
+        call.admission = await governance.admit(metadata)
         request = call.request
         validate_request(request)
+        if governance.include_content:
+            call.completion = []
         stream = call.request_type == STREAM_REQUEST_TYPE
         body = self._base_body(request, stream=stream)
-        plan = self._router.plan(call.model_requested, request.fallbacks)
+        plan = governance.check_plan(
+            call.admission, self._router.plan(call.model_requested, request.fallbacks)
+        )
         api_version = request.api_version or None
 
         async def try_target(target: Target) -> T:
             provider = self._provider(target)
             payload = self._payload(provider, body, target)
+            reservation = await governance.reserve(call.admission, target, request, len(payload))
 
             async def attempt(key_index: int) -> T:
                 key = provider.config.keys[key_index]
                 upstream = UpstreamRequest(target.model, payload, key, api_version, stream=stream)
                 return await send(provider, upstream, target)
 
-            return await call_target(
-                target, provider.config, self._router, self._retry, attempt, call.attempts
-            )
+            try:
+                result = await call_target(
+                    target, provider.config, self._router, self._retry, attempt, call.attempts
+                )
+            except BaseException:
+                if reservation is not None:  # nothing was spent on this target: release it
+                    await governance.settle(call.admission, reservation, None, 0)
+                raise
+            call.reservation = reservation
+            call.target = target
+            return result
 
         return await call_with_fallbacks(plan, try_target, call.attempts)
+
+    def _account(self, call: _Call, usage: pb.Usage, target: Target, served_model: str) -> None:
+        call.usage = usage
+        call.cost = self._governance.price_usage(usage, target, served_model)
+
+    async def _finish(self, call: _Call) -> None:
+        """Settle the budget and write the request-log entry. Never raises: the answer is already made."""
+        governance = self._governance
+        usage = call.usage
+        try:
+            await governance.settle(
+                call.admission, call.reservation, call.cost, usage.total_tokens if usage else 0
+            )
+        except Exception:
+            log.exception("settling the budget of a request failed")
+        target = call.target
+        content = None
+        if call.completion is not None:
+            messages = codec.request_to_dict(call.request).get("messages", [])
+            content = orjson.dumps({"messages": messages, "completion": "".join(call.completion)}).decode()
+        governance.record(
+            LogEntry(
+                id=uuid.uuid4().hex,
+                ts=call.started_at,
+                request_type=call.request_type,
+                model_requested=call.model_requested,
+                status=call.status,
+                latency_ms=call.latency_ms(),
+                key_id=call.admission.key_id,
+                team_id=call.admission.team_id,
+                provider=target.provider if target else "",
+                model_served=target.model if target else "",
+                error_type=call.error_type,
+                attempts_json=_attempts_json(call.attempts),
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                total_tokens=usage.total_tokens if usage else 0,
+                cost=call.cost,
+                content_json=content,
+            )
+        )
 
     # ---------------------------------------------------------------- streaming
 
     async def create_stream(
-        self, request: pb.ChatCompletionRequest, timeout_s: float | None = None
+        self, request: pb.ChatCompletionRequest, timeout_s: float | None = None, metadata: Metadata = ()
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
         """Chunks as they arrive. Fallback is possible until the first content chunk is yielded."""
         call = _Call(request, STREAM_REQUEST_TYPE)
+        chunks = self._stream(call, timeout_s, metadata)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except asyncio.CancelledError:
+            call.status, call.error_type = 499, "cancelled"
+            raise
+        except GeneratorExit:
+            # The consumer stopped reading (the client went away): note it, then close as asked.
+            if call.status == 200:
+                call.status, call.error_type = 499, "cancelled"
+            raise
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            await self._finish(call)
+
+    async def _stream(
+        self, call: _Call, timeout_s: float | None, metadata: Metadata
+    ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        request = call.request
         try:
             async with asyncio.timeout(self._budget(timeout_s)) as budget:
-                target, held, rest = await self._open_stream(call)
+                target, held, rest = await self._open_stream(call, metadata)
                 # Committed: the total budget bounded the search for a working
                 # upstream; from here on the read timeout governs stalls.
                 budget.reschedule(None)
@@ -168,14 +278,20 @@ class ChatEngine:
         self, parsed: dict[str, Any], call: _Call, target: Target, want_usage: bool, index: int
     ) -> pb.ChatCompletionChunk | None:
         chunk = codec.response_from_dict(parsed, pb.ChatCompletionChunk)
-        if not want_usage and not chunk.choices and chunk.HasField("usage"):
-            return None
+        if chunk.HasField("usage"):
+            self._account(call, chunk.usage, target, chunk.model)
+            if not want_usage and not chunk.choices:
+                return None
+        if call.completion is not None:
+            call.completion.extend(c.delta.text for c in chunk.choices)
         extra = chunk.extra_fields
         self._fill_extra(extra, call, target, with_attempts=index == 0)
         extra.chunk_index = index
         return chunk
 
-    async def _open_stream(self, call: _Call) -> tuple[Target, list[dict[str, Any]], AsyncIterator[bytes]]:
+    async def _open_stream(
+        self, call: _Call, metadata: Metadata
+    ) -> tuple[Target, list[dict[str, Any]], AsyncIterator[bytes]]:
         """Find an upstream whose stream gets as far as its first content chunk."""
 
         async def send(
@@ -196,7 +312,7 @@ class ChatEngine:
                 raise
             return target, held, _empty()
 
-        return await self._serve(call, send)
+        return await self._serve(call, metadata, send)
 
     # ---------------------------------------------------------------- helpers
 
@@ -293,6 +409,22 @@ async def _parsed_chunks(
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield  # pragma: no cover
+
+
+def _attempts_json(attempts: list[pb.Attempt]) -> str:
+    if not attempts:
+        return "[]"
+    return orjson.dumps(
+        [
+            {
+                "provider": a.provider,
+                "model": a.model,
+                "status_code": a.status_code,
+                "error_type": a.error_type,
+            }
+            for a in attempts
+        ]
+    ).decode()
 
 
 def _deadline_error() -> GatewayError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError
@@ -25,6 +25,10 @@ T = TypeVar("T")
 class Target:
     provider: str
     model: str
+    # What the caller (or the config) named to get here: a deployment id or `provider/model`.
+    ref: str = field(default="", compare=False)
+    # The model whose price applies, when the config names one (Azure deployments).
+    base_model: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
@@ -80,13 +84,19 @@ class Router:
         deployment = self._config.deployments.get(ref)
         if deployment is not None:
             chosen = self._weighted(deployment.targets, [t.weight for t in deployment.targets])
-            return Target(chosen.provider, chosen.model)
+            return self._target(chosen.provider, chosen.model, ref, chosen.base_model)
         provider, sep, model = ref.partition("/")
         if self._config.routing.restrict_to_declared and not trusted:
             return None
         if sep and model and provider in self._config.providers:
-            return Target(provider, model)
-        return Target(self._config.routing.default_provider, ref)
+            return self._target(provider, model, ref)
+        return self._target(self._config.routing.default_provider, ref, ref)
+
+    def _target(self, provider: str, model: str, ref: str, base_model: str = "") -> Target:
+        if not base_model:
+            config = self._config.providers.get(provider)
+            base_model = config.base_models.get(model, "") if config else ""
+        return Target(provider, model, ref, base_model)
 
     def choose_key(self, provider: ProviderConfig, model: str, exclude: Iterable[int] = ()) -> int | None:
         """Index into ``provider.keys`` of a weighted-random eligible key, or None."""

@@ -11,16 +11,23 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service.admin import AdminServicer
+from service.counters import open_counters
 from service.engine import ChatEngine
+from service.governance import Governance
+from service.pricing import PriceTable
 from service.providers import Provider, build_provider
+from service.request_log import RequestLogWriter
 from service.servicer import ChatCompletionsServicer
+from service.store import open_store
 from switchyard.config import Config
 from switchyard.grpc_options import grpc_options
-from switchyard.v1 import chat_pb2, chat_pb2_grpc
+from switchyard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchyard.service")
 
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatCompletions"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 
 
 @dataclass
@@ -28,16 +35,32 @@ class RunningService:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     servicer: ChatCompletionsServicer
+    admin: AdminServicer
+    governance: Governance
     providers: dict[str, Provider]
     port: int
     serving: bool = True
 
     async def stop(self, grace_s: float) -> None:
-        """Report NOT_SERVING, finish in-flight calls within ``grace_s``, then close upstream clients."""
+        """Report NOT_SERVING, finish in-flight calls within ``grace_s``, close upstream clients,
+        then flush the request log (nothing logged so far is lost) and close the store."""
         self.serving = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)
+        await self.governance.aclose()
+
+
+async def start_governance(config: Config) -> Governance:
+    """Open the store (running migrations), the counters and the price table; seed config keys."""
+    store = open_store(config.store.url)
+    await store.open()
+    logs = RequestLogWriter(store, config.request_logs) if config.request_logs.enabled else None
+    governance = Governance(
+        config, store, open_counters(config.store.redis_url), PriceTable.load(config.pricing), logs
+    )
+    await governance.start()
+    return governance
 
 
 async def start_service(config: Config, address: str | None = None) -> RunningService:
@@ -48,13 +71,18 @@ async def start_service(config: Config, address: str | None = None) -> RunningSe
             log.warning(
                 "provider %r has no keys configured: calls routed to it get 502 no_keys_available", name
             )
-    servicer = ChatCompletionsServicer(ChatEngine(config, providers))
+    governance = await start_governance(config)
+    servicer = ChatCompletionsServicer(ChatEngine(config, providers, governance))
+    admin = AdminServicer(governance)
     # Two servers must never silently share a port.
     server = grpc.aio.server(options=[*grpc_options(config), ("grpc.so_reuseport", 0)])
     chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)
+    admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     address = address or f"{config.server.grpc_host}:{config.server.grpc_port}"
     port = server.add_insecure_port(address)
     if port == 0 and not address.startswith("unix:"):
@@ -63,7 +91,7 @@ async def start_service(config: Config, address: str | None = None) -> RunningSe
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC service listening on %s", address if address.startswith("unix:") else f"port {port}")
-    return RunningService(server, health_servicer, servicer, providers, port)
+    return RunningService(server, health_servicer, servicer, admin, governance, providers, port)
 
 
 async def serve(config: Config) -> None:

@@ -20,7 +20,9 @@ class ChatCompletionsServicer(chat_pb2_grpc.ChatCompletionsServicer):
         self, request: pb.ChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.ChatCompletionResponse:
         try:
-            return await self._engine.create(request, context.time_remaining())
+            return await self._engine.create(
+                request, context.time_remaining(), context.invocation_metadata() or ()
+            )
         except ChatError as err:
             await context.abort(*encode_status(err.body, err.retry_after_s))
             raise AssertionError("unreachable") from None  # abort() always raises
@@ -28,7 +30,9 @@ class ChatCompletionsServicer(chat_pb2_grpc.ChatCompletionsServicer):
     async def CreateStream(  # gRPC method names are CamelCase
         self, request: pb.ChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
-        stream = self._engine.create_stream(request, context.time_remaining())
+        stream = self._engine.create_stream(
+            request, context.time_remaining(), context.invocation_metadata() or ()
+        )
         try:
             async for chunk in stream:
                 yield chunk

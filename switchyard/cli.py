@@ -1,4 +1,4 @@
-"""``switchyard serve | service | gateway``: run the gateway, the service, or both.
+"""``switchyard serve | service | gateway | keys | token``: run Switchyard, or administer it.
 
 - ``serve``: both in one process. The REST gateway calls the service in-process
   (``--backend inprocess``, the default) or over its own gRPC port
@@ -8,6 +8,11 @@
 
 Ctrl-C / SIGTERM stop cleanly: the gateway finishes in-flight requests, then
 the service does, within ``server.shutdown_grace_s``.
+
+- ``keys create|list|revoke``: virtual keys, through the running service's Admin API
+  (an admin credential from ``--token`` or ``$SWITCHYARD_ADMIN_TOKEN``).
+- ``keys generate``: print a fresh ``sk-bf-`` secret (for keys declared in the config file).
+- ``token mint``: sign a development JWT with ``auth.jwt.secret``.
 """
 
 from __future__ import annotations
@@ -46,11 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
                 default="inprocess",
                 help="how the gateway reaches the service (default: inprocess)",
             )
+    from switchyard import admin_cli
+
+    admin_cli.add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command in ("keys", "token"):
+        from switchyard import admin_cli
+
+        raise SystemExit(admin_cli.run(args))
 
     try:
         config = load_config(args.config)

@@ -24,6 +24,8 @@ import yaml
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
 PROVIDER_KINDS = ("azure", "openai")
+JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
+VIRTUAL_KEY_PREFIX = "sk-bf-"
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -105,6 +107,8 @@ class ProviderConfig:
     # azure: "api-key" (header) or "bearer" (a static Entra ID token in Authorization).
     auth: str = "api-key"
     max_connections: int = 256
+    # Upstream deployment/model name -> the model whose price applies (Azure deployments).
+    base_models: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,8 @@ class TargetConfig:
     provider: str
     model: str
     weight: float = 1.0
+    # The model whose price applies: an Azure deployment's name is not a model name.
+    base_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,120 @@ class LoggingConfig:
     raw_request: bool = False
 
 
+BUDGET_RESETS = ("1h", "1d", "1w", "1mo")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """A spending cap in USD that resets every ``reset`` (1h, 1d, 1w, 1mo).
+
+    ``calendar_aligned``: windows start on the UTC hour, day, Monday or first of the
+    month; otherwise they start at the key's (or team's) creation time.
+    """
+
+    max_usd: float
+    reset: str = "1mo"
+    calendar_aligned: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Per-minute limits (sliding window); None means unlimited."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JwtConfig:
+    # Accepted algorithms; the token's own header never widens this list.
+    algorithms: tuple[str, ...] = ("HS256",)
+    secret: Secret | None = None  # HS256 shared secret
+    public_key_file: str = ""  # PEM public key (RS256/ES256)
+    jwks_file: str = ""  # JWKS JSON file (RS256/ES256), keys chosen by `kid`
+    issuer: str = ""  # checked when set
+    audience: str = ""  # checked when set
+    leeway_s: float = 30.0
+    # A token is an admin token when claim `admin_claim` equals (or, as a list, contains) `admin_value`.
+    admin_claim: str = "role"
+    admin_value: str = "admin"
+    # A virtual-key JWT names its key's id in this claim.
+    virtual_key_claim: str = "vk"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    # False is open mode: calls without a credential are served (a warning is logged at start).
+    required: bool = True
+    # A static admin bearer token, for bootstrapping (create the first virtual keys with it).
+    admin_token: Secret | None = None
+    jwt: JwtConfig = JwtConfig()
+    # How long a replica trusts its cached copy of a virtual key before re-reading the store.
+    key_cache_ttl_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    # sqlite:///relative/path.db, sqlite:////abs/path.db, or postgresql://user@host/db
+    url: str = "sqlite:///switchyard.db"
+    # Empty: rate-limit and budget counters live in this process. redis://host:6379/0 shares them.
+    redis_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogConfig:
+    enabled: bool = True
+    # Log prompt and completion content too (off by default: it is the callers' data).
+    include_content: bool = False
+    queue_size: int = 10_000  # entries beyond this are dropped (and counted), never waited for
+    batch_size: int = 200
+    flush_interval_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """USD per million tokens (``per_request``: USD per call)."""
+
+    input: float
+    output: float
+    cached_input: float | None = None  # default: input
+    cache_write: float | None = None  # default: input
+    reasoning: float | None = None  # default: output
+    per_request: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PricingConfig:
+    file: str = ""  # a JSON/YAML price file merged over the shipped table
+    models: Mapping[str, ModelPrice] = field(default_factory=dict)  # merged last
+    # Output tokens assumed for a budget reservation when the request sets no max tokens.
+    reserve_max_tokens: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class TeamConfig:
+    id: str
+    name: str = ""
+    budget: BudgetConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKeyConfig:
+    """A virtual key declared in the config file; seeded into the store at start if its id is new."""
+
+    id: str
+    secret: Secret
+    name: str = ""
+    description: str = ""
+    active: bool = True
+    expires_at: float | None = None  # unix seconds
+    allowed_models: tuple[str, ...] = ()
+    allowed_providers: tuple[str, ...] = ()
+    budget: BudgetConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+    team_id: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ServerConfig()
@@ -144,6 +264,12 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     deployments: Mapping[str, DeploymentConfig] = field(default_factory=dict)
+    auth: AuthConfig = AuthConfig()
+    store: StoreConfig = StoreConfig()
+    request_logs: RequestLogConfig = RequestLogConfig()
+    pricing: PricingConfig = PricingConfig()
+    teams: Mapping[str, TeamConfig] = field(default_factory=dict)
+    virtual_keys: tuple[VirtualKeyConfig, ...] = ()
     source: str = ""
 
     def redacted(self) -> dict[str, Any]:
@@ -187,7 +313,21 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
     reader.only(
         root,
         "",
-        {"server", "routing", "retries", "timeouts", "logging", "providers", "deployments"},
+        {
+            "server",
+            "routing",
+            "retries",
+            "timeouts",
+            "logging",
+            "providers",
+            "deployments",
+            "auth",
+            "store",
+            "request_logs",
+            "pricing",
+            "teams",
+            "virtual_keys",
+        },
     )
     providers = {
         name: reader.provider(name, spec)
@@ -203,6 +343,10 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
     for name, dep in deployments.items():
         for i, fb in enumerate(dep.fallbacks):
             reader.check_route_ref(fb, f"deployments.{name}.fallbacks[{i}]", providers, deployments)
+    teams = {
+        str(team_id): reader.team(str(team_id), spec)
+        for team_id, spec in reader.mapping(root.get("teams", {}), "teams").items()
+    }
     return Config(
         server=reader.section(root, "server", ServerConfig),
         routing=routing,
@@ -211,6 +355,12 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
         logging=reader.section(root, "logging", LoggingConfig),
         providers=providers,
         deployments=deployments,
+        auth=reader.auth(root.get("auth")),
+        store=reader.section(root, "store", StoreConfig),
+        request_logs=reader.section(root, "request_logs", RequestLogConfig),
+        pricing=reader.pricing(root.get("pricing")),
+        teams=teams,
+        virtual_keys=reader.virtual_keys(root.get("virtual_keys"), teams),
         source=source,
     )
 
@@ -280,7 +430,9 @@ class _Reader:
     def provider(self, name: str, spec: Any) -> ProviderConfig:
         path = f"providers.{name}"
         raw = self.mapping(spec, path)
-        self.only(raw, path, {"kind", "base_url", "keys", "api_version", "auth", "max_connections"})
+        self.only(
+            raw, path, {"kind", "base_url", "keys", "api_version", "auth", "max_connections", "base_models"}
+        )
         kind = self.resolve(raw.get("kind", name), f"{path}.kind")
         if kind not in PROVIDER_KINDS:
             raise ConfigError(
@@ -310,6 +462,10 @@ class _Reader:
             api_version=self.resolve(api_version, f"{path}.api_version") if api_version else None,
             auth=auth,
             max_connections=max(1, max_conn),
+            base_models={
+                str(k): self.resolve(v, f"{path}.base_models.{k}")
+                for k, v in self.mapping(raw.get("base_models"), f"{path}.base_models").items()
+            },
         )
 
     def key(self, spec: Any, path: str, index: int) -> KeyConfig | None:
@@ -346,7 +502,7 @@ class _Reader:
         for i, t in enumerate(targets_raw):
             tpath = f"{path}.targets[{i}]"
             traw = self.mapping(t, tpath)
-            self.only(traw, tpath, {"provider", "model", "weight"})
+            self.only(traw, tpath, {"provider", "model", "weight", "base_model"})
             provider = self.resolve(traw.get("provider", ""), f"{tpath}.provider")
             if provider not in providers:
                 raise ConfigError(f"{tpath}.provider", f"unknown provider {provider!r}")
@@ -355,7 +511,10 @@ class _Reader:
             weight = self.scalar(traw.get("weight", 1.0), f"{tpath}.weight", float)
             if weight <= 0:
                 raise ConfigError(f"{tpath}.weight", "must be a positive number")
-            targets.append(TargetConfig(provider, self.resolve(traw["model"], f"{tpath}.model"), weight))
+            base_model = self.resolve(traw.get("base_model", ""), f"{tpath}.base_model")
+            targets.append(
+                TargetConfig(provider, self.resolve(traw["model"], f"{tpath}.model"), weight, base_model)
+            )
         fallbacks = raw.get("fallbacks", [])
         if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
             raise ConfigError(f"{path}.fallbacks", "must be a list of 'provider/model' or deployment names")
@@ -374,3 +533,175 @@ class _Reader:
         if ref in deployments or not sep:
             return
         raise ConfigError(path, f"{ref!r} names no configured provider or deployment")
+
+    # ------------------------------------------------------------ governance sections
+
+    def optional_secret(self, value: Any, path: str) -> Secret | None:
+        if value is None:
+            return None
+        resolved = self.resolve(value, path)
+        return Secret(resolved) if resolved else None
+
+    def string_list(self, value: Any, path: str) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(path, "must be a list of strings")
+        return tuple(self.resolve(v, path) for v in value)
+
+    def auth(self, spec: Any) -> AuthConfig:
+        raw = self.mapping(spec, "auth")
+        self.only(raw, "auth", {"required", "admin_token", "jwt", "key_cache_ttl_s"})
+        required = self.scalar(raw.get("required", True), "auth.required", bool)
+        ttl = self.scalar(raw.get("key_cache_ttl_s", 5.0), "auth.key_cache_ttl_s", float)
+        jraw = self.mapping(raw.get("jwt"), "auth.jwt")
+        fields = {f.name for f in dataclasses.fields(JwtConfig)}
+        self.only(jraw, "auth.jwt", fields)
+        defaults = JwtConfig()
+        values: dict[str, Any] = {}
+        for key, value in jraw.items():
+            path = f"auth.jwt.{key}"
+            if key == "secret":
+                values[key] = self.optional_secret(value, path)
+            elif key == "algorithms":
+                algorithms = self.string_list(value, path)
+                bad = [a for a in algorithms if a not in JWT_ALGORITHMS]
+                if bad or not algorithms:
+                    raise ConfigError(path, f"must be a non-empty list of {', '.join(JWT_ALGORITHMS)}")
+                values[key] = algorithms
+            else:
+                values[key] = self.scalar(value, path, type(getattr(defaults, key)))
+        jwt = JwtConfig(**values)
+        for key in ("public_key_file", "jwks_file"):
+            file = getattr(jwt, key)
+            if file and not Path(file).is_file():
+                raise ConfigError(f"auth.jwt.{key}", f"no such file: {file}")
+        return AuthConfig(
+            required=required,
+            admin_token=self.optional_secret(raw.get("admin_token"), "auth.admin_token"),
+            jwt=jwt,
+            key_cache_ttl_s=ttl,
+        )
+
+    def budget(self, spec: Any, path: str) -> BudgetConfig | None:
+        if spec is None:
+            return None
+        raw = self.mapping(spec, path)
+        self.only(raw, path, {"max_usd", "reset", "calendar_aligned"})
+        if "max_usd" not in raw:
+            raise ConfigError(f"{path}.max_usd", "is required")
+        reset = self.resolve(raw.get("reset", "1mo"), f"{path}.reset")
+        if reset not in BUDGET_RESETS:
+            raise ConfigError(f"{path}.reset", f"must be one of {', '.join(BUDGET_RESETS)}")
+        return BudgetConfig(
+            max_usd=self.scalar(raw["max_usd"], f"{path}.max_usd", float),
+            reset=reset,
+            calendar_aligned=self.scalar(raw.get("calendar_aligned", True), f"{path}.calendar_aligned", bool),
+        )
+
+    def rate_limit(self, spec: Any, path: str) -> RateLimitConfig | None:
+        if spec is None:
+            return None
+        raw = self.mapping(spec, path)
+        self.only(raw, path, {"requests_per_minute", "tokens_per_minute"})
+        values = {key: self.scalar(value, f"{path}.{key}", int) for key, value in raw.items()}
+        return RateLimitConfig(**values)
+
+    def team(self, team_id: str, spec: Any) -> TeamConfig:
+        path = f"teams.{team_id}"
+        raw = self.mapping(spec, path)
+        self.only(raw, path, {"name", "budget"})
+        return TeamConfig(
+            id=team_id,
+            name=self.resolve(raw.get("name", team_id), f"{path}.name"),
+            budget=self.budget(raw.get("budget"), f"{path}.budget"),
+        )
+
+    def virtual_keys(self, spec: Any, teams: Mapping[str, TeamConfig]) -> tuple[VirtualKeyConfig, ...]:
+        if spec is None:
+            return ()
+        if not isinstance(spec, list):
+            raise ConfigError("virtual_keys", "must be a list")
+        keys: list[VirtualKeyConfig] = []
+        seen: set[str] = set()
+        for i, item in enumerate(spec):
+            path = f"virtual_keys[{i}]"
+            raw = self.mapping(item, path)
+            fields = {f.name for f in dataclasses.fields(VirtualKeyConfig)}
+            self.only(raw, path, (fields - {"secret"}) | {"value"})
+            key_id = self.resolve(raw.get("id", ""), f"{path}.id")
+            if not key_id:
+                raise ConfigError(f"{path}.id", "is required")
+            if key_id in seen:
+                raise ConfigError(f"{path}.id", f"duplicate virtual key id {key_id!r}")
+            seen.add(key_id)
+            value = self.resolve(raw.get("value", ""), f"{path}.value")
+            if not value:
+                continue  # ${VAR:-} with VAR unset: this key is not configured here.
+            if not value.startswith(VIRTUAL_KEY_PREFIX) or len(value) < len(VIRTUAL_KEY_PREFIX) + 43:
+                raise ConfigError(
+                    f"{path}.value",
+                    f"must be '{VIRTUAL_KEY_PREFIX}' followed by at least 32 random bytes, URL-safe base64"
+                    " (make one with `switchyard keys generate`)",
+                )
+            team_id = raw.get("team_id")
+            if team_id is not None and str(team_id) not in teams:
+                raise ConfigError(f"{path}.team_id", f"unknown team {team_id!r} (declare it under teams)")
+            expires = raw.get("expires_at")
+            keys.append(
+                VirtualKeyConfig(
+                    id=key_id,
+                    secret=Secret(value),
+                    name=self.resolve(raw.get("name", key_id), f"{path}.name"),
+                    description=self.resolve(raw.get("description", ""), f"{path}.description"),
+                    active=self.scalar(raw.get("active", True), f"{path}.active", bool),
+                    expires_at=self.timestamp(expires, f"{path}.expires_at") if expires is not None else None,
+                    allowed_models=self.string_list(raw.get("allowed_models"), f"{path}.allowed_models"),
+                    allowed_providers=self.string_list(
+                        raw.get("allowed_providers"), f"{path}.allowed_providers"
+                    ),
+                    budget=self.budget(raw.get("budget"), f"{path}.budget"),
+                    rate_limit=self.rate_limit(raw.get("rate_limit"), f"{path}.rate_limit"),
+                    team_id=str(team_id) if team_id is not None else None,
+                )
+            )
+        return tuple(keys)
+
+    def timestamp(self, value: Any, path: str) -> float:
+        """Unix seconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
+        if isinstance(value, datetime.datetime):
+            moment = value
+        elif isinstance(value, datetime.date):
+            moment = datetime.datetime(value.year, value.month, value.day)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        else:
+            try:
+                moment = datetime.datetime.fromisoformat(self.resolve(value, path))
+            except ValueError:
+                raise ConfigError(path, "must be unix seconds or an ISO 8601 date/time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.timestamp()
+
+    def price(self, spec: Any, path: str) -> ModelPrice:
+        raw = self.mapping(spec, path)
+        fields = {f.name for f in dataclasses.fields(ModelPrice)}
+        self.only(raw, path, fields)
+        for required in ("input", "output"):
+            if required not in raw:
+                raise ConfigError(f"{path}.{required}", "is required (USD per million tokens)")
+        return ModelPrice(**{key: self.scalar(value, f"{path}.{key}", float) for key, value in raw.items()})
+
+    def pricing(self, spec: Any) -> PricingConfig:
+        raw = self.mapping(spec, "pricing")
+        self.only(raw, "pricing", {"file", "models", "reserve_max_tokens"})
+        file = self.resolve(raw.get("file", ""), "pricing.file")
+        if file and not Path(file).is_file():
+            raise ConfigError("pricing.file", f"no such file: {file}")
+        models = {
+            str(name): self.price(price, f"pricing.models.{name}")
+            for name, price in self.mapping(raw.get("models"), "pricing.models").items()
+        }
+        reserve = self.scalar(raw.get("reserve_max_tokens", 4096), "pricing.reserve_max_tokens", int)
+        return PricingConfig(file=file, models=models, reserve_max_tokens=reserve)

@@ -33,7 +33,7 @@ async def run_both(config: Config, backend: str = "inprocess") -> None:
     running = await start_service(config)
     factory: Callable[[], ChatBackend]
     if backend == "inprocess":
-        factory = lambda: InProcessBackend(running.servicer, lambda: running.serving)  # noqa: E731
+        factory = lambda: InProcessBackend(running.servicer, running.admin, lambda: running.serving)  # noqa: E731
     else:
         factory = lambda: GrpcBackend(config.server.grpc_target, grpc_options(config))  # noqa: E731
     await _run_http(config, factory, on_stop=lambda: running.stop(config.server.shutdown_grace_s))

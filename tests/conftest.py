@@ -51,6 +51,8 @@ def base_config(upstream_url: str, http_port: int, grpc_port: int) -> dict:
         "retries": {"max_retries": 2, "backoff_initial_ms": 1, "backoff_max_ms": 5, "max_retry_after_s": 5},
         "timeouts": {"connect_s": 2, "read_s": 2, "total_s": 20},
         "logging": {"level": "info", "raw_request": True},
+        # The routing/resilience suites run in open mode; tests/e2e/test_governance*.py turn auth on.
+        "auth": {"required": False},
         "providers": {
             "azure": {
                 "kind": "azure",
@@ -136,6 +138,7 @@ class Stack:
 def start_stack(mode: str, config: dict, workdir: Path) -> Stack:
     """Start Switchyard in ``mode`` ("inprocess", "grpc-loopback" or "split") and wait until ready."""
     workdir.mkdir(parents=True, exist_ok=True)
+    config.setdefault("store", {"url": f"sqlite:///{workdir / 'switchyard.db'}"})
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     http_port, grpc_port = config["server"]["http_port"], config["server"]["grpc_port"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._common import CodecError, loads
 from ._errors import error_from_dict, error_to_dict
+from ._generic import message_to_json
 from ._request import request_from_dict, request_to_dict
 from ._response import response_from_dict, response_to_dict
 
@@ -19,6 +20,7 @@ __all__ = [
     "error_from_dict",
     "error_to_dict",
     "loads",
+    "message_to_json",
     "request_from_dict",
     "request_to_dict",
     "response_from_dict",

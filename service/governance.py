@@ -1,0 +1,478 @@
+"""Governance: who may call, what they may reach, what they may spend, and what each call cost.
+
+The engine calls it at four points of every request (the order of Bifrost's
+governance plugin):
+
+1. :meth:`Governance.admit` before routing: credential -> identity -> virtual key
+   (active, not expired) -> rate limits. Refusals are 401/403/429.
+2. :meth:`Governance.check_plan` after routing: the primary target must be allowed
+   for the key (403 otherwise); fallbacks it may not use are skipped and reported.
+3. :meth:`Governance.reserve` before each target is called: the worst-case cost is
+   reserved against the key's and team's budgets (402 when exhausted), and
+   :meth:`Governance.settle` books the real cost after.
+4. :meth:`Governance.record` at the end: the request-log entry (off the hot path).
+
+Virtual keys and teams are read from an in-memory cache (``KeyCache``) that a
+background task keeps in step with the store, so no request waits on the database
+except the first use of a key this replica has never seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from service.auth import Authenticator, AuthError, Identity, hash_secret, key_prefix, read_credential
+from service.counters import BudgetExceeded, BudgetScope, Counters, MemoryCounters, RateScope, Reservation
+from service.counters.windows import budget_scope
+from service.errors import FailureClass, GatewayError
+from service.pricing import PriceTable, estimate_prompt_tokens
+from service.records import LogEntry, Team, VirtualKey
+from service.request_log import RequestLogWriter
+from service.routing import RoutePlan, Target
+from service.store import AlreadyExists, Store, StoreError
+from switchyard.config import Config, ModelPrice
+from switchyard.v1 import chat_pb2 as pb
+
+log = logging.getLogger("switchyard.service")
+
+_NEGATIVE_CACHE_LIMIT = 10_000
+# A reservation outlives any unary call (timeouts.total_s) and most streams; a stream
+# running longer still settles its real cost, it just stops holding budget meanwhile.
+_MIN_HOLD_S = 2 * 3600
+
+
+def refusal(status: int, type_: str, message: str, **kwargs: object) -> GatewayError:
+    """A governance refusal: the caller's problem, so never retried and never a fallback."""
+    return GatewayError(status, type_, message, failure=FailureClass.CALLER, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Who a request runs as. ``key`` is None for admin and open-mode calls."""
+
+    identity: Identity | None
+    key: VirtualKey | None = None
+    team: Team | None = None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key else None
+
+    @property
+    def team_id(self) -> str | None:
+        return self.team.id if self.team else None
+
+
+OPEN = Admission(None)
+
+
+class KeyCache:
+    """Virtual keys and teams by hash and id, refreshed from the store every ``ttl_s``."""
+
+    def __init__(self, store: Store, ttl_s: float) -> None:
+        self._store = store
+        self._ttl = max(0.1, ttl_s)
+        self._by_hash: dict[str, VirtualKey] = {}
+        self._by_id: dict[str, VirtualKey] = {}
+        self._missing: dict[str, float] = {}  # unknown hash or id -> when it was looked up
+        self._teams: dict[str, Team] = {}
+        self._synced_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        started = time.time()
+        after: str | None = None
+        while True:
+            page = await self._store.list_keys(limit=500, after_id=after)
+            for key in page:
+                self.put(key)
+            if len(page) < 500:
+                break
+            after = page[-1].id
+        self._teams = {team.id: team for team in await self._store.list_teams()}
+        self._synced_at = started
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._refresh_forever(), name="key-cache-refresh")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def put(self, key: VirtualKey) -> None:
+        old = self._by_id.get(key.id)
+        if old is not None and old.key_hash != key.key_hash:
+            self._by_hash.pop(old.key_hash, None)  # rotated: the old secret stops working
+        self._by_id[key.id] = key
+        self._by_hash[key.key_hash] = key
+        self._missing.pop(key.key_hash, None)
+        self._missing.pop(key.id, None)
+
+    def put_team(self, team: Team) -> None:
+        self._teams[team.id] = team
+
+    def team(self, team_id: str | None) -> Team | None:
+        return self._teams.get(team_id) if team_id else None
+
+    def teams(self) -> list[Team]:
+        return sorted(self._teams.values(), key=lambda t: t.id)
+
+    async def by_hash(self, key_hash: str, now: float) -> VirtualKey | None:
+        key = self._by_hash.get(key_hash)
+        if key is None and self._may_look_up(key_hash, now):
+            key = await self._store.get_key_by_hash(key_hash)
+            self._remember(key_hash, key, now)
+        return key
+
+    async def by_id(self, key_id: str, now: float) -> VirtualKey | None:
+        key = self._by_id.get(key_id)
+        if key is None and self._may_look_up(key_id, now):
+            key = await self._store.get_key(key_id)
+            self._remember(key_id, key, now)
+        return key
+
+    def _may_look_up(self, lookup: str, now: float) -> bool:
+        # Unknown credentials are remembered for a while, so guessing keys cannot hammer the store.
+        missed_at = self._missing.get(lookup)
+        return missed_at is None or now - missed_at >= self._ttl
+
+    def _remember(self, lookup: str, key: VirtualKey | None, now: float) -> None:
+        if key is not None:
+            self.put(key)
+            return
+        if len(self._missing) >= _NEGATIVE_CACHE_LIMIT:
+            self._missing.clear()
+        self._missing[lookup] = now
+
+    async def refresh(self) -> None:
+        started = time.time()
+        # Overlap the windows by a second and a TTL: replicas' clocks are not exactly equal.
+        for key in await self._store.keys_updated_since(self._synced_at - self._ttl - 1.0):
+            self.put(key)
+        self._teams = {team.id: team for team in await self._store.list_teams()}
+        self._synced_at = started
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl)
+            try:
+                await self.refresh()
+            except (StoreError, OSError) as exc:
+                log.warning("key cache refresh failed (serving from cache): %s", exc)
+
+
+class Governance:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        counters: Counters,
+        prices: PriceTable,
+        logs: RequestLogWriter | None,
+    ) -> None:
+        self._config = config
+        self._required = config.auth.required
+        self._auth = Authenticator(config.auth)
+        self.store = store
+        self.counters = counters
+        self.prices = prices
+        self.logs = logs
+        self.keys = KeyCache(store, config.auth.key_cache_ttl_s)
+        self._hold_s = max(_MIN_HOLD_S, config.timeouts.total_s)
+        self._reserve_tokens = config.pricing.reserve_max_tokens
+        # Budget windows whose spend this process has recovered from the request log.
+        self._recovered: set[tuple[str, float]] = set()
+        self._recover_spend = isinstance(counters, MemoryCounters)
+        self.unpriced_requests = 0
+        self.unpriced_models: set[str] = set()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await self._seed()
+        await self.keys.load()
+        self.keys.start()
+        if self.logs is not None:
+            self.logs.start()
+        if not self._required:
+            log.warning(
+                "auth.required is false: OPEN MODE, requests without a credential are served with no limits"
+            )
+
+    async def aclose(self) -> None:
+        """After in-flight calls finished: flush the request log, then close connections."""
+        await self.keys.aclose()
+        if self.logs is not None:
+            await self.logs.aclose()
+        await self.counters.aclose()
+        await self.store.aclose()
+
+    async def _seed(self) -> None:
+        """Teams and keys from the config file, when the store does not have them yet."""
+        now = time.time()
+        for team_config in self._config.teams.values():
+            if await self.store.get_team(team_config.id) is None:
+                await self.store.upsert_team(
+                    Team(team_config.id, team_config.name, team_config.budget, now, now)
+                )
+        for spec in self._config.virtual_keys:
+            if await self.store.get_key(spec.id) is not None:
+                continue  # the store is the source of truth once a key is there
+            key = VirtualKey(
+                id=spec.id,
+                name=spec.name,
+                key_hash=hash_secret(spec.secret.value),
+                key_prefix=key_prefix(spec.secret.value),
+                description=spec.description,
+                active=spec.active,
+                expires_at=spec.expires_at,
+                allowed_models=spec.allowed_models,
+                allowed_providers=spec.allowed_providers,
+                budget=spec.budget,
+                rate_limit=spec.rate_limit,
+                team_id=spec.team_id,
+                created_at=now,
+                updated_at=now,
+            )
+            with contextlib.suppress(AlreadyExists):  # another replica seeded it first
+                await self.store.insert_key(key)
+
+    # ---------------------------------------------------------------- 1. admission
+
+    def identify(self, metadata: Iterable[tuple[str, str | bytes]], now: float) -> Identity | None:
+        """The caller's verified identity; None without a credential. Raises 401 refusals."""
+        token = read_credential(metadata)
+        if token is None:
+            return None
+        try:
+            return self._auth.identify(token, now)
+        except AuthError as exc:
+            raise refusal(401, "invalid_credentials", str(exc)) from None
+
+    def require_admin(self, metadata: Iterable[tuple[str, str | bytes]]) -> Identity:
+        identity = self.identify(metadata, time.time())
+        if identity is None:
+            raise refusal(401, "missing_credentials", "an admin credential is required")
+        if not identity.is_admin:
+            raise refusal(403, "admin_required", "this call needs an admin credential, not a virtual key")
+        return identity
+
+    async def admit(self, metadata: Iterable[tuple[str, str | bytes]]) -> Admission:
+        now = time.time()
+        try:
+            identity = self.identify(metadata, now)
+        except GatewayError:
+            if not self._required:
+                return OPEN  # open mode ignores credentials it cannot use (SDKs always send one)
+            raise
+        if identity is None:
+            if not self._required:
+                return OPEN
+            raise refusal(
+                401,
+                "missing_credentials",
+                "no credential: send `Authorization: Bearer <key>`, `api-key: <key>` or `x-bf-vk: <key>`",
+            )
+        if identity.is_admin:
+            return Admission(identity)
+        key = await self._find_key(identity, now)
+        if key is None:
+            if not self._required:
+                return OPEN
+            raise refusal(401, "invalid_credentials", "unknown virtual key")
+        if not key.active or key.revoked_at is not None:
+            raise refusal(403, "virtual_key_inactive", f"virtual key {key.id!r} is not active")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise refusal(403, "virtual_key_expired", f"virtual key {key.id!r} has expired")
+        admission = Admission(identity, key, self.keys.team(key.team_id))
+        await self._check_rate(key, now)
+        return admission
+
+    async def _find_key(self, identity: Identity, now: float) -> VirtualKey | None:
+        try:
+            if identity.key_hash:
+                return await self.keys.by_hash(identity.key_hash, now)
+            return await self.keys.by_id(identity.key_id, now)
+        except StoreError as exc:
+            log.error("virtual key lookup failed: %s", exc)
+            raise GatewayError(
+                503, "store_unavailable", "the key store is unavailable", failure=FailureClass.CONFIG
+            ) from None
+
+    async def _check_rate(self, key: VirtualKey, now: float) -> None:
+        scope = _rate_scope(key)
+        if scope is None:
+            return
+        wait = await self.counters.check_rate(scope, now)
+        if wait is not None:
+            raise refusal(
+                429,
+                "rate_limit_exceeded",
+                f"virtual key {key.id!r} is over its rate limit; retry in {wait:.1f}s",
+                code="virtual_key_rate_limit",
+                retry_after_s=wait,
+            )
+
+    # ---------------------------------------------------------------- 2. what the key may reach
+
+    def check_plan(self, admission: Admission, plan: RoutePlan) -> RoutePlan:
+        key = admission.key
+        if key is None or not (key.allowed_models or key.allowed_providers):
+            return plan
+        primary, *fallbacks = plan.targets
+        why = _not_allowed(key, primary)
+        if why is not None:
+            type_ = "provider_not_allowed" if why.startswith("provider") else "model_not_allowed"
+            raise refusal(403, type_, f"virtual key {key.id!r} may not use {why}")
+        allowed = [primary]
+        skipped = list(plan.skipped)
+        for target in fallbacks:
+            reason = _not_allowed(key, target)
+            if reason is None:
+                allowed.append(target)
+            else:
+                skipped.append((target.ref or target.label, f"not allowed for this virtual key ({reason})"))
+        return RoutePlan(tuple(allowed), tuple(skipped))
+
+    # ---------------------------------------------------------------- 3. budgets and cost
+
+    async def reserve(
+        self, admission: Admission, target: Target, request: pb.ChatCompletionRequest, body_size: int
+    ) -> Reservation | None:
+        scopes = self._budget_scopes(admission, time.time())
+        if not scopes:
+            return None
+        if self._recover_spend:
+            await self._recover(admission, scopes)
+        price = self.prices.lookup(target.base_model or target.model, target.provider)
+        amount = 0.0
+        if price is not None:
+            max_out = _max_output_tokens(request) or self._reserve_tokens
+            amount = self.prices.worst_case_usd(price, estimate_prompt_tokens(body_size), max_out)
+        try:
+            return await self.counters.reserve(scopes, amount, time.time(), self._hold_s)
+        except BudgetExceeded as exc:
+            owner = "team" if exc.scope.id.startswith("team:") else "virtual key"
+            raise refusal(
+                402,
+                "budget_exceeded",
+                f"the {owner} budget is exhausted until the window resets "
+                f"(spent {exc.spent:.4f} of {exc.scope.limit_usd:.4f} USD)",
+                code="team_budget_exceeded" if owner == "team" else "key_budget_exceeded",
+                retry_after_s=max(0.0, exc.scope.window_end - time.time()),
+            ) from None
+
+    async def settle(
+        self, admission: Admission, reservation: Reservation | None, cost: float | None, tokens: int
+    ) -> None:
+        if reservation is not None:
+            await self.counters.settle(reservation, cost or 0.0)
+        key = admission.key
+        if key is not None and tokens:
+            scope = _rate_scope(key)
+            if scope is not None and scope.tokens_per_minute is not None:
+                await self.counters.add_tokens(scope, tokens, time.time())
+
+    def price_usage(self, usage: pb.Usage, target: Target, served_model: str) -> float | None:
+        """Fill ``usage.cost``; the total in USD, or None when the model has no price."""
+        price = self._price(target, served_model)
+        if price is None:
+            return None
+        usage.cost.CopyFrom(self.prices.cost(price, usage))
+        return usage.cost.total_cost
+
+    def _price(self, target: Target, served_model: str) -> ModelPrice | None:
+        for model in (target.base_model, served_model, target.model):
+            if model:
+                price = self.prices.lookup(model, target.provider)
+                if price is not None:
+                    return price
+        self.unpriced_requests += 1
+        name = f"{target.provider}/{target.base_model or served_model or target.model}"
+        if name not in self.unpriced_models and len(self.unpriced_models) < 1000:
+            self.unpriced_models.add(name)
+            log.warning("no price for %s: its cost is reported as null (add it under pricing.models)", name)
+        return None
+
+    def budget_scopes(self, admission: Admission) -> list[BudgetScope]:
+        return self._budget_scopes(admission, time.time())
+
+    def _budget_scopes(self, admission: Admission, now: float) -> list[BudgetScope]:
+        scopes: list[BudgetScope] = []
+        key, team = admission.key, admission.team
+        if key is not None and key.budget is not None:
+            scopes.append(budget_scope(f"key:{key.id}", key.budget, key.created_at, now))
+        if team is not None and team.budget is not None:
+            scopes.append(budget_scope(f"team:{team.id}", team.budget, team.created_at, now))
+        return scopes
+
+    async def _recover(self, admission: Admission, scopes: Sequence[BudgetScope]) -> None:
+        """In-process counters start empty: take this window's spend from the request log once."""
+        for scope in scopes:
+            marker = (scope.id, scope.window_start)
+            if marker in self._recovered:
+                continue
+            self._recovered.add(marker)
+            kind, _, scope_id = scope.id.partition(":")
+            try:
+                if kind == "team":
+                    spent = await self.store.spend_since(team_id=scope_id, since=scope.window_start)
+                else:
+                    spent = await self.store.spend_since(key_id=scope_id, since=scope.window_start)
+            except StoreError as exc:
+                log.warning("could not recover the spend of %s from the request log: %s", scope.id, exc)
+                continue
+            await self.counters.set_spent_floor(scope, spent)
+
+    # ---------------------------------------------------------------- 4. the request log
+
+    def record(self, entry: LogEntry) -> None:
+        if self.logs is not None:
+            self.logs.submit(entry)
+
+    @property
+    def include_content(self) -> bool:
+        return self._config.request_logs.include_content
+
+
+def _rate_scope(key: VirtualKey) -> RateScope | None:
+    limit = key.rate_limit
+    if limit is None or (limit.requests_per_minute is None and limit.tokens_per_minute is None):
+        return None
+    return RateScope(f"key:{key.id}", limit.requests_per_minute, limit.tokens_per_minute)
+
+
+def _matches(value: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+
+
+def _not_allowed(key: VirtualKey, target: Target) -> str | None:
+    """Why ``key`` may not use ``target`` (None: it may)."""
+    if key.allowed_providers and not _matches(target.provider, key.allowed_providers):
+        return f"provider {target.provider!r}"
+    if key.allowed_models:
+        names = {target.label}
+        if target.ref:
+            names.add(target.ref)
+        if not any(_matches(name, key.allowed_models) for name in names):
+            return f"model {target.ref or target.label!r}"
+    return None
+
+
+def _max_output_tokens(request: pb.ChatCompletionRequest) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        if request.HasField(name):
+            return int(getattr(request, name)) * max(1, request.n if request.HasField("n") else 1)
+    return None
+
+
+def with_team(admission: Admission, team: Team | None) -> Admission:
+    return replace(admission, team=team)

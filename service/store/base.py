@@ -1,0 +1,68 @@
+"""What every store offers. ``open_store(url)`` in ``service/store/__init__.py`` picks the backend.
+
+The store is the source of truth for virtual keys and teams and keeps the request
+log. It is never on the per-request hot path except through the request-log writer
+(batched, in the background) and key-cache misses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from service.records import LogEntry, LogPage, LogQuery, Team, UsageRow, VirtualKey
+
+
+class StoreError(Exception):
+    """A store operation failed (the database is unreachable, a constraint failed...)."""
+
+
+class AlreadyExists(StoreError):
+    """A key or team with this id already exists."""
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and run pending schema migrations (versioned; safe to call on every start)."""
+
+    async def aclose(self) -> None: ...
+
+    # -- virtual keys
+    async def insert_key(self, key: VirtualKey) -> None:
+        """Raises AlreadyExists when the id (or the key hash) is taken."""
+
+    async def update_key(self, key: VirtualKey) -> None:
+        """Replace the stored record with this id (every field). Raises KeyError when missing."""
+
+    async def get_key(self, key_id: str) -> VirtualKey | None: ...
+
+    async def get_key_by_hash(self, key_hash: str) -> VirtualKey | None: ...
+
+    async def list_keys(self, *, limit: int = 100, after_id: str | None = None) -> list[VirtualKey]:
+        """Ordered by id; ``after_id`` is the last id of the previous page."""
+
+    async def keys_updated_since(self, since: float) -> list[VirtualKey]:
+        """Keys whose ``updated_at`` >= since (for replicas refreshing their key caches)."""
+
+    # -- teams
+    async def upsert_team(self, team: Team) -> None: ...
+
+    async def get_team(self, team_id: str) -> Team | None: ...
+
+    async def list_teams(self) -> list[Team]: ...
+
+    # -- request log
+    async def insert_logs(self, entries: Sequence[LogEntry]) -> None:
+        """One transaction for the whole batch."""
+
+    async def query_logs(self, query: LogQuery) -> LogPage: ...
+
+    async def usage_summary(
+        self, *, start: float | None = None, end: float | None = None, key_id: str | None = None
+    ) -> list[UsageRow]:
+        """Grouped by key, model and UTC day; ordered by day, key, model."""
+
+    async def spend_since(
+        self, *, key_id: str | None = None, team_id: str | None = None, since: float
+    ) -> float:
+        """Summed cost of logged requests with ts >= since for this key (or team)."""

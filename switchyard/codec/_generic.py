@@ -1,0 +1,24 @@
+"""A generic proto -> JSON-ready dict, for messages off the hot path (the Admin API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+
+def message_to_json(message: Message) -> dict[str, Any]:
+    """Fields by proto name; unset optional fields left out; int64 kept as numbers (json_format
+    would print them as strings)."""
+    out: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        if not repeated and field.has_presence and not message.HasField(field.name):
+            continue
+        value = getattr(message, field.name)
+        if field.message_type is not None:
+            out[field.name] = [message_to_json(v) for v in value] if repeated else message_to_json(value)
+        else:
+            out[field.name] = list(value) if repeated else value
+    return out

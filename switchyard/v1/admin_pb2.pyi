@@ -1,0 +1,321 @@
+from google.api import annotations_pb2 as _annotations_pb2
+from switchyard.v1 import chat_pb2 as _chat_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Budget(_message.Message):
+    __slots__ = ("max_usd", "reset", "calendar_aligned")
+    MAX_USD_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    CALENDAR_ALIGNED_FIELD_NUMBER: _ClassVar[int]
+    max_usd: float
+    reset: str
+    calendar_aligned: bool
+    def __init__(self, max_usd: _Optional[float] = ..., reset: _Optional[str] = ..., calendar_aligned: _Optional[bool] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("requests_per_minute", "tokens_per_minute")
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    requests_per_minute: int
+    tokens_per_minute: int
+    def __init__(self, requests_per_minute: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ...) -> None: ...
+
+class BudgetUsage(_message.Message):
+    __slots__ = ("spent_usd", "reserved_usd", "window_start", "window_end")
+    SPENT_USD_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_USD_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_FIELD_NUMBER: _ClassVar[int]
+    spent_usd: float
+    reserved_usd: float
+    window_start: float
+    window_end: float
+    def __init__(self, spent_usd: _Optional[float] = ..., reserved_usd: _Optional[float] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ...) -> None: ...
+
+class VirtualKey(_message.Message):
+    __slots__ = ("id", "name", "description", "active", "expires_at", "allowed_models", "allowed_providers", "budget", "rate_limit", "team_id", "key_prefix", "created_at", "updated_at", "revoked_at", "budget_usage")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_USAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    description: str
+    active: bool
+    expires_at: float
+    allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    allowed_providers: _containers.RepeatedScalarFieldContainer[str]
+    budget: Budget
+    rate_limit: RateLimit
+    team_id: str
+    key_prefix: str
+    created_at: float
+    updated_at: float
+    revoked_at: float
+    budget_usage: BudgetUsage
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., active: _Optional[bool] = ..., expires_at: _Optional[float] = ..., allowed_models: _Optional[_Iterable[str]] = ..., allowed_providers: _Optional[_Iterable[str]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., team_id: _Optional[str] = ..., key_prefix: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., revoked_at: _Optional[float] = ..., budget_usage: _Optional[_Union[BudgetUsage, _Mapping]] = ...) -> None: ...
+
+class Team(_message.Message):
+    __slots__ = ("id", "name", "budget", "created_at", "updated_at", "budget_usage")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_USAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    budget: Budget
+    created_at: float
+    updated_at: float
+    budget_usage: BudgetUsage
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., budget_usage: _Optional[_Union[BudgetUsage, _Mapping]] = ...) -> None: ...
+
+class CreateVirtualKeyRequest(_message.Message):
+    __slots__ = ("id", "name", "description", "expires_at", "allowed_models", "allowed_providers", "budget", "rate_limit", "team_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    description: str
+    expires_at: float
+    allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    allowed_providers: _containers.RepeatedScalarFieldContainer[str]
+    budget: Budget
+    rate_limit: RateLimit
+    team_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., expires_at: _Optional[float] = ..., allowed_models: _Optional[_Iterable[str]] = ..., allowed_providers: _Optional[_Iterable[str]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., team_id: _Optional[str] = ...) -> None: ...
+
+class VirtualKeyWithSecret(_message.Message):
+    __slots__ = ("key", "secret")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    key: VirtualKey
+    secret: str
+    def __init__(self, key: _Optional[_Union[VirtualKey, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class GetVirtualKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListVirtualKeysRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListVirtualKeysResponse(_message.Message):
+    __slots__ = ("keys", "next_page_token")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[VirtualKey]
+    next_page_token: str
+    def __init__(self, keys: _Optional[_Iterable[_Union[VirtualKey, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateVirtualKeyRequest(_message.Message):
+    __slots__ = ("id", "name", "description", "active", "expires_at", "allowed_models", "allowed_providers", "budget", "rate_limit", "team_id", "clear_budget", "clear_rate_limit", "clear_team", "clear_expiry")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_TEAM_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    description: str
+    active: bool
+    expires_at: float
+    allowed_models: _chat_pb2.StringList
+    allowed_providers: _chat_pb2.StringList
+    budget: Budget
+    rate_limit: RateLimit
+    team_id: str
+    clear_budget: bool
+    clear_rate_limit: bool
+    clear_team: bool
+    clear_expiry: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., active: _Optional[bool] = ..., expires_at: _Optional[float] = ..., allowed_models: _Optional[_Union[_chat_pb2.StringList, _Mapping]] = ..., allowed_providers: _Optional[_Union[_chat_pb2.StringList, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., team_id: _Optional[str] = ..., clear_budget: _Optional[bool] = ..., clear_rate_limit: _Optional[bool] = ..., clear_team: _Optional[bool] = ..., clear_expiry: _Optional[bool] = ...) -> None: ...
+
+class RevokeVirtualKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RotateVirtualKeyRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class UpsertTeamRequest(_message.Message):
+    __slots__ = ("team",)
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    team: Team
+    def __init__(self, team: _Optional[_Union[Team, _Mapping]] = ...) -> None: ...
+
+class ListTeamsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTeamsResponse(_message.Message):
+    __slots__ = ("teams",)
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    teams: _containers.RepeatedCompositeFieldContainer[Team]
+    def __init__(self, teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ...) -> None: ...
+
+class LogEntry(_message.Message):
+    __slots__ = ("id", "ts", "request_type", "key_id", "team_id", "model_requested", "provider", "model_served", "status", "error_type", "attempts_json", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "latency_ms", "content_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SERVED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    ts: float
+    request_type: str
+    key_id: str
+    team_id: str
+    model_requested: str
+    provider: str
+    model_served: str
+    status: int
+    error_type: str
+    attempts_json: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+    latency_ms: int
+    content_json: str
+    def __init__(self, id: _Optional[str] = ..., ts: _Optional[float] = ..., request_type: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., model_requested: _Optional[str] = ..., provider: _Optional[str] = ..., model_served: _Optional[str] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts_json: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_ms: _Optional[int] = ..., content_json: _Optional[str] = ...) -> None: ...
+
+class QueryLogsRequest(_message.Message):
+    __slots__ = ("key_id", "model", "status", "start_time", "end_time", "page_size", "page_token")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    model: str
+    status: int
+    start_time: float
+    end_time: float
+    page_size: int
+    page_token: str
+    def __init__(self, key_id: _Optional[str] = ..., model: _Optional[str] = ..., status: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class QueryLogsResponse(_message.Message):
+    __slots__ = ("entries", "next_page_token")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[LogEntry]
+    next_page_token: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UsageSummaryRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "key_id")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    start_time: float
+    end_time: float
+    key_id: str
+    def __init__(self, start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("key_id", "model", "day", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    model: str
+    day: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+    def __init__(self, key_id: _Optional[str] = ..., model: _Optional[str] = ..., day: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost: _Optional[float] = ...) -> None: ...
+
+class UsageSummaryResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Stats(_message.Message):
+    __slots__ = ("request_logs_dropped", "request_logs_written", "request_logs_queued", "request_log_write_errors", "unpriced_requests", "unpriced_models")
+    REQUEST_LOGS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_LOGS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_LOGS_QUEUED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_LOG_WRITE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    request_logs_dropped: int
+    request_logs_written: int
+    request_logs_queued: int
+    request_log_write_errors: int
+    unpriced_requests: int
+    unpriced_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_logs_dropped: _Optional[int] = ..., request_logs_written: _Optional[int] = ..., request_logs_queued: _Optional[int] = ..., request_log_write_errors: _Optional[int] = ..., unpriced_requests: _Optional[int] = ..., unpriced_models: _Optional[_Iterable[str]] = ...) -> None: ...
