@@ -42,7 +42,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
         """Admin check, then ``work``; any refusal or store failure becomes a rich status."""
         try:
-            self._gov.require_admin(context.invocation_metadata() or ())
+            await self._gov.require_admin(context.invocation_metadata() or ())
             try:
                 return await work()
             except StoreError as exc:

@@ -25,7 +25,7 @@ import fnmatch
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from service.auth import Authenticator, AuthError, Identity, hash_secret, key_prefix, read_credential
 from service.counters import BudgetExceeded, BudgetScope, Counters, MemoryCounters, RateScope, Reservation
@@ -257,11 +257,14 @@ class Governance:
         except AuthError as exc:
             raise refusal(401, "invalid_credentials", str(exc)) from None
 
-    def require_admin(self, metadata: Iterable[tuple[str, str | bytes]]) -> Identity:
-        identity = self.identify(metadata, time.time())
+    async def require_admin(self, metadata: Iterable[tuple[str, str | bytes]]) -> Identity:
+        now = time.time()
+        identity = self.identify(metadata, now)
         if identity is None:
             raise refusal(401, "missing_credentials", "an admin credential is required")
         if not identity.is_admin:
+            if await self._find_key(identity, now) is None:
+                raise refusal(401, "invalid_credentials", "unknown virtual key")
             raise refusal(403, "admin_required", "this call needs an admin credential, not a virtual key")
         return identity
 
@@ -472,7 +475,3 @@ def _max_output_tokens(request: pb.ChatCompletionRequest) -> int | None:
         if request.HasField(name):
             return int(getattr(request, name)) * max(1, request.n if request.HasField("n") else 1)
     return None
-
-
-def with_team(admission: Admission, team: Team | None) -> Admission:
-    return replace(admission, team=team)

@@ -135,8 +135,10 @@ class Stack:
                 proc.wait()
 
 
-def start_stack(mode: str, config: dict, workdir: Path) -> Stack:
-    """Start Switchyard in ``mode`` ("inprocess", "grpc-loopback" or "split") and wait until ready."""
+def start_stack(mode: str, config: dict, workdir: Path, env: dict[str, str] | None = None) -> Stack:
+    """Start Switchyard in ``mode`` ("inprocess", "grpc-loopback" or "split") and wait until ready.
+
+    ``env`` adds environment variables (secrets the config refers to as ``${VAR}``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config.setdefault("store", {"url": f"sqlite:///{workdir / 'switchyard.db'}"})
     config_path = workdir / "config.yaml"
@@ -148,7 +150,7 @@ def start_stack(mode: str, config: dict, workdir: Path) -> Stack:
         "split": [["service"], ["gateway"]],
     }[mode]
     stack = Stack(mode, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", config_path, [])
-    env = secret_env()
+    env = {**secret_env(), **(env or {})}
     for i, args in enumerate(commands):
         log_path = workdir / f"{args[0]}-{i}.log"
         stack.log_paths.append(log_path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 
@@ -13,7 +12,7 @@ def message_to_json(message: Message) -> dict[str, Any]:
     would print them as strings)."""
     out: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
-        repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        repeated = field.is_repeated
         if not repeated and field.has_presence and not message.HasField(field.name):
             continue
         value = getattr(message, field.name)
