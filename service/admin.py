@@ -317,7 +317,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return view
 
     async def _usage(self, scope: BudgetScope) -> apb.BudgetUsage:
-        spent, reserved = await self._gov.counters.spent(scope)
+        spent, reserved = await self._gov.budget_usage(scope)
         return apb.BudgetUsage(
             spent_usd=spent,
             reserved_usd=reserved,

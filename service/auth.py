@@ -112,6 +112,10 @@ class Authenticator:
         # Verified JWTs, so a client reusing a token pays for the signature check once.
         self._verified: dict[str, Identity] = {}
 
+    @property
+    def accepts_jwts(self) -> bool:
+        return self._jwt.configured
+
     def identify(self, token: str, now: float) -> Identity:
         if token.startswith(VIRTUAL_KEY_PREFIX):
             return Identity("virtual_key", "", key_hash=hash_secret(token))
@@ -194,7 +198,10 @@ class JwtVerifier:
             raise AuthError("the JWT comes from an issuer this gateway does not trust") from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError(f"the JWT lacks the required claim {exc.claim!r}") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, TypeError):
+            # TypeError: pyjwt's answer to a key of another family than the algorithm (an RS256
+            # token whose `kid` names an EC key of the JWKS). The header is the caller's to
+            # choose, so that is a bad token (401), not a server error.
             raise AuthError("the JWT signature does not verify") from None
 
     def _key_for(self, algorithm: str, kid: object) -> Any:

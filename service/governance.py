@@ -31,6 +31,7 @@ from service.auth import Authenticator, AuthError, Identity, hash_secret, key_pr
 from service.counters import BudgetExceeded, BudgetScope, Counters, MemoryCounters, RateScope, Reservation
 from service.counters.windows import budget_scope
 from service.errors import FailureClass, GatewayError
+from service.key_cache import KeyCache
 from service.pricing import PriceTable, estimate_prompt_tokens
 from service.records import LogEntry, Team, VirtualKey
 from service.request_log import RequestLogWriter
@@ -41,10 +42,10 @@ from switchyard.v1 import chat_pb2 as pb
 
 log = logging.getLogger("switchyard.service")
 
-_NEGATIVE_CACHE_LIMIT = 10_000
 # A reservation outlives any unary call (timeouts.total_s) and most streams; a stream
 # running longer still settles its real cost, it just stops holding budget meanwhile.
 _MIN_HOLD_S = 2 * 3600
+_RECOVERY_MEMORY = 10_000
 
 
 def refusal(status: int, type_: str, message: str, **kwargs: object) -> GatewayError:
@@ -72,103 +73,6 @@ class Admission:
 OPEN = Admission(None)
 
 
-class KeyCache:
-    """Virtual keys and teams by hash and id, refreshed from the store every ``ttl_s``."""
-
-    def __init__(self, store: Store, ttl_s: float) -> None:
-        self._store = store
-        self._ttl = max(0.1, ttl_s)
-        self._by_hash: dict[str, VirtualKey] = {}
-        self._by_id: dict[str, VirtualKey] = {}
-        self._missing: dict[str, float] = {}  # unknown hash or id -> when it was looked up
-        self._teams: dict[str, Team] = {}
-        self._synced_at = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def load(self) -> None:
-        started = time.time()
-        after: str | None = None
-        while True:
-            page = await self._store.list_keys(limit=500, after_id=after)
-            for key in page:
-                self.put(key)
-            if len(page) < 500:
-                break
-            after = page[-1].id
-        self._teams = {team.id: team for team in await self._store.list_teams()}
-        self._synced_at = started
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._refresh_forever(), name="key-cache-refresh")
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def put(self, key: VirtualKey) -> None:
-        old = self._by_id.get(key.id)
-        if old is not None and old.key_hash != key.key_hash:
-            self._by_hash.pop(old.key_hash, None)  # rotated: the old secret stops working
-        self._by_id[key.id] = key
-        self._by_hash[key.key_hash] = key
-        self._missing.pop(key.key_hash, None)
-        self._missing.pop(key.id, None)
-
-    def put_team(self, team: Team) -> None:
-        self._teams[team.id] = team
-
-    def team(self, team_id: str | None) -> Team | None:
-        return self._teams.get(team_id) if team_id else None
-
-    def teams(self) -> list[Team]:
-        return sorted(self._teams.values(), key=lambda t: t.id)
-
-    async def by_hash(self, key_hash: str, now: float) -> VirtualKey | None:
-        key = self._by_hash.get(key_hash)
-        if key is None and self._may_look_up(key_hash, now):
-            key = await self._store.get_key_by_hash(key_hash)
-            self._remember(key_hash, key, now)
-        return key
-
-    async def by_id(self, key_id: str, now: float) -> VirtualKey | None:
-        key = self._by_id.get(key_id)
-        if key is None and self._may_look_up(key_id, now):
-            key = await self._store.get_key(key_id)
-            self._remember(key_id, key, now)
-        return key
-
-    def _may_look_up(self, lookup: str, now: float) -> bool:
-        # Unknown credentials are remembered for a while, so guessing keys cannot hammer the store.
-        missed_at = self._missing.get(lookup)
-        return missed_at is None or now - missed_at >= self._ttl
-
-    def _remember(self, lookup: str, key: VirtualKey | None, now: float) -> None:
-        if key is not None:
-            self.put(key)
-            return
-        if len(self._missing) >= _NEGATIVE_CACHE_LIMIT:
-            self._missing.clear()
-        self._missing[lookup] = now
-
-    async def refresh(self) -> None:
-        started = time.time()
-        # Overlap the windows by a second and a TTL: replicas' clocks are not exactly equal.
-        for key in await self._store.keys_updated_since(self._synced_at - self._ttl - 1.0):
-            self.put(key)
-        self._teams = {team.id: team for team in await self._store.list_teams()}
-        self._synced_at = started
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._ttl)
-            try:
-                await self.refresh()
-            except (StoreError, OSError) as exc:
-                log.warning("key cache refresh failed (serving from cache): %s", exc)
-
-
 class Governance:
     def __init__(
         self,
@@ -188,8 +92,8 @@ class Governance:
         self.keys = KeyCache(store, config.auth.key_cache_ttl_s)
         self._hold_s = max(_MIN_HOLD_S, config.timeouts.total_s)
         self._reserve_tokens = config.pricing.reserve_max_tokens
-        # Budget windows whose spend this process has recovered from the request log.
-        self._recovered: set[tuple[str, float]] = set()
+        # Budget windows whose spend this process recovers (or recovered) from the request log.
+        self._recovering: dict[tuple[str, float], asyncio.Future[None]] = {}
         self._recover_spend = isinstance(counters, MemoryCounters)
         self.unpriced_requests = 0
         self.unpriced_models: set[str] = set()
@@ -205,6 +109,11 @@ class Governance:
         if not self._required:
             log.warning(
                 "auth.required is false: OPEN MODE, requests without a credential are served with no limits"
+            )
+        elif not (self._config.auth.admin_token or self._auth.accepts_jwts or self.keys.count):
+            log.warning(
+                "auth is required but no credential can pass: no admin token, no JWT key and no virtual"
+                " key. Set SWITCHYARD_ADMIN_TOKEN (auth.admin_token) and create keys with it."
             )
 
     async def aclose(self) -> None:
@@ -354,7 +263,7 @@ class Governance:
         if not scopes:
             return None
         if self._recover_spend:
-            await self._recover(admission, scopes)
+            await self._recover(scopes)
         price = self.prices.lookup(target.base_model or target.model, target.provider)
         amount = 0.0
         if price is not None:
@@ -417,23 +326,38 @@ class Governance:
             scopes.append(budget_scope(f"team:{team.id}", team.budget, team.created_at, now))
         return scopes
 
-    async def _recover(self, admission: Admission, scopes: Sequence[BudgetScope]) -> None:
-        """In-process counters start empty: take this window's spend from the request log once."""
+    async def budget_usage(self, scope: BudgetScope) -> tuple[float, float]:
+        """(spent, reserved) in the scope's current window, as the budget check sees it."""
+        if self._recover_spend:
+            await self._recover((scope,))
+        return await self.counters.spent(scope)
+
+    async def _recover(self, scopes: Sequence[BudgetScope]) -> None:
+        """In-process counters start empty: take each window's spend from the request log, once.
+
+        Concurrent first requests share one lookup, so none of them reserves before it is done.
+        """
         for scope in scopes:
             marker = (scope.id, scope.window_start)
-            if marker in self._recovered:
-                continue
-            self._recovered.add(marker)
-            kind, _, scope_id = scope.id.partition(":")
-            try:
-                if kind == "team":
-                    spent = await self.store.spend_since(team_id=scope_id, since=scope.window_start)
-                else:
-                    spent = await self.store.spend_since(key_id=scope_id, since=scope.window_start)
-            except StoreError as exc:
-                log.warning("could not recover the spend of %s from the request log: %s", scope.id, exc)
-                continue
-            await self.counters.set_spent_floor(scope, spent)
+            task = self._recovering.get(marker)
+            if task is None:
+                if len(self._recovering) >= _RECOVERY_MEMORY:
+                    # Forgetting a finished recovery only costs a repeat lookup (the floor is a max).
+                    self._recovering = {m: t for m, t in self._recovering.items() if not t.done()}
+                task = self._recovering[marker] = asyncio.ensure_future(self._recover_scope(scope))
+            await asyncio.shield(task)
+
+    async def _recover_scope(self, scope: BudgetScope) -> None:
+        kind, _, scope_id = scope.id.partition(":")
+        try:
+            if kind == "team":
+                spent = await self.store.spend_since(team_id=scope_id, since=scope.window_start)
+            else:
+                spent = await self.store.spend_since(key_id=scope_id, since=scope.window_start)
+        except StoreError as exc:
+            log.warning("could not recover the spend of %s from the request log: %s", scope.id, exc)
+            return
+        await self.counters.set_spent_floor(scope, spent)
 
     # ---------------------------------------------------------------- 4. the request log
 

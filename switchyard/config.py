@@ -343,6 +343,11 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
     for name, dep in deployments.items():
         for i, fb in enumerate(dep.fallbacks):
             reader.check_route_ref(fb, f"deployments.{name}.fallbacks[{i}]", providers, deployments)
+    store = reader.section(root, "store", StoreConfig)
+    if not store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        raise ConfigError("store.url", "must start with sqlite:// or postgresql://")
+    if store.redis_url and not store.redis_url.startswith(("redis://", "rediss://")):
+        raise ConfigError("store.redis_url", "must be empty or start with redis:// or rediss://")
     teams = {
         str(team_id): reader.team(str(team_id), spec)
         for team_id, spec in reader.mapping(root.get("teams", {}), "teams").items()
@@ -356,7 +361,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
         providers=providers,
         deployments=deployments,
         auth=reader.auth(root.get("auth")),
-        store=reader.section(root, "store", StoreConfig),
+        store=store,
         request_logs=reader.section(root, "request_logs", RequestLogConfig),
         pricing=reader.pricing(root.get("pricing")),
         teams=teams,

@@ -26,9 +26,10 @@ def _mounted_config(service: dict) -> Path:
 
 def test_each_container_runs_a_valid_cli_command_on_its_published_port() -> None:
     services = _compose()["services"]
-    assert set(services) == {"service", "gateway"}
+    assert set(services) == {"service", "gateway", "postgres", "redis"}
     parser = build_parser()
-    for name, service in services.items():
+    for name in ("service", "gateway"):
+        service = services[name]
         command = service["command"]
         assert command[0] == "switchyard"
         args = parser.parse_args(command[1:])
@@ -62,3 +63,15 @@ def test_dockerfile_installs_the_cli() -> None:
     assert "pip install" in dockerfile
     for folder in ("switchyard", "service", "gateway", "protos"):
         assert f"COPY {folder}" in dockerfile
+
+
+def test_the_service_keeps_its_state_in_the_compose_postgres_and_redis() -> None:
+    services = _compose()["services"]
+    config = load_config(_mounted_config(services["service"]), env={})
+    assert config.store.url.startswith("postgresql://") and "@postgres:" in config.store.url
+    assert config.store.redis_url.startswith("redis://redis:")
+    assert config.auth.required is True
+    for dependency in ("postgres", "redis"):
+        assert services["service"]["depends_on"][dependency]["condition"] == "service_healthy"
+        assert services[dependency]["healthcheck"]["test"]
+    assert "SWITCHYARD_ADMIN_TOKEN" in services["service"]["environment"]

@@ -110,6 +110,9 @@ def test_bad_config_stops_the_cli_with_the_message(tmp_path: Path) -> None:
     assert "config error at retries.max_retries" in result.stderr
 
 
+GOOD_VK = "sk-bf-" + "A" * 43
+
+
 def test_the_readme_config_reference_is_a_valid_config() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("## Configuration reference", 1)[1]
@@ -119,7 +122,115 @@ def test_the_readme_config_reference_is_a_valid_config() -> None:
         "AZURE_KEY_1": "k1",
         "GROQ_API_KEY": "k2",
         "OPENAI_API_KEY": "k3",
+        "SWITCHYARD_ADMIN_TOKEN": "adm",
+        "SWITCHYARD_JWT_SECRET": "jwt",
+        "SEARCH_INDEXER_KEY": GOOD_VK,
     }
-    config = parse_config(yaml.safe_load(block), env=env)
+    raw = yaml.safe_load(block)
+    raw["auth"]["jwt"].pop("public_key_file")  # files that exist only on the reader's machine
+    raw["auth"]["jwt"].pop("jwks_file")
+    config = parse_config(raw, env=env)
     assert config.deployments["gpt-4o"].fallbacks == ("openai/gpt-4o", "groq/llama-3.3-70b-versatile")
     assert config.providers["azure"].keys[0].models == ("gpt-4o*",)
+    assert config.deployments["gpt-4o"].targets[0].base_model == "gpt-4o"
+    assert config.virtual_keys[0].team_id == "search"
+    assert config.pricing.models["azure/gpt-4o"].input == 2.75
+
+
+# ---------------------------------------------------------------- governance sections
+
+
+def test_default_config_requires_auth_and_uses_embedded_state() -> None:
+    config = load_config(None, env={})
+    assert config.auth.required is True
+    assert config.auth.admin_token is None  # SWITCHYARD_ADMIN_TOKEN unset
+    assert config.store.url == "sqlite:///switchyard.db"
+    assert config.store.redis_url == ""
+    assert config.request_logs.enabled is True and config.request_logs.include_content is False
+    admin = load_config(None, env={"SWITCHYARD_ADMIN_TOKEN": "boot"}).auth.admin_token
+    assert admin == Secret("boot")
+
+
+def test_governance_sections_parse() -> None:
+    config = _parse(
+        {
+            "auth": {
+                "admin_token": "${ADMIN}",
+                "jwt": {"algorithms": ["HS256", "ES256"], "secret": "${JWT}", "audience": "a", "leeway_s": 5},
+            },
+            "store": {"url": "postgresql://u@h/db", "redis_url": "redis://r:6379/0"},
+            "request_logs": {"include_content": True, "queue_size": 5},
+            "pricing": {"models": {"m": {"input": 1, "output": 2.5}}, "reserve_max_tokens": 100},
+            "teams": {"t1": {"budget": {"max_usd": 10, "reset": "1w"}}},
+            "virtual_keys": [
+                {
+                    "id": "app",
+                    "value": "${VK}",
+                    "team_id": "t1",
+                    "allowed_models": ["gpt-*"],
+                    "budget": {"max_usd": 1.5, "reset": "1d", "calendar_aligned": False},
+                    "rate_limit": {"requests_per_minute": 60},
+                    "expires_at": "2030-01-01T00:00:00",
+                }
+            ],
+        },
+        ADMIN="adm",
+        JWT="jwt-secret",
+        VK=GOOD_VK,
+    )
+    assert config.auth.jwt.algorithms == ("HS256", "ES256")
+    assert config.auth.jwt.secret == Secret("jwt-secret")
+    assert config.pricing.models["m"].output == 2.5
+    assert config.teams["t1"].budget is not None and config.teams["t1"].budget.reset == "1w"
+    (key,) = config.virtual_keys
+    assert key.secret == Secret(GOOD_VK) and key.team_id == "t1"
+    assert key.budget is not None and key.budget.calendar_aligned is False
+    assert key.rate_limit is not None and key.rate_limit.requests_per_minute == 60
+    assert key.rate_limit.tokens_per_minute is None
+    assert key.expires_at == 1893456000.0
+    assert GOOD_VK not in repr(config) and "jwt-secret" not in str(config.redacted())
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({"auth": {"jwt": {"algorithms": ["none"]}}}, "auth.jwt.algorithms"),
+        ({"auth": {"jwt": {"algorithms": ["HS256", "HS384"]}}}, "auth.jwt.algorithms"),
+        ({"auth": {"jwt": {"public_key_file": "/no/such.pem"}}}, "auth.jwt.public_key_file"),
+        ({"auth": {"required": "no"}}, "auth.required"),
+        ({"auth": {"bogus": 1}}, "auth.bogus"),
+        ({"virtual_keys": [{"id": "a", "value": "sk-short"}]}, "virtual_keys[0].value"),
+        ({"virtual_keys": [{"id": "a", "value": "plain-" + "A" * 43}]}, "virtual_keys[0].value"),
+        ({"virtual_keys": [{"value": "sk-bf-" + "A" * 43}]}, "virtual_keys[0].id"),
+        (
+            {"virtual_keys": [{"id": "a", "value": "sk-bf-" + "A" * 43, "team_id": "nope"}]},
+            "virtual_keys[0].team_id",
+        ),
+        (
+            {
+                "virtual_keys": [
+                    {"id": "a", "value": "sk-bf-" + "A" * 43, "budget": {"max_usd": 1, "reset": "2d"}}
+                ]
+            },
+            "virtual_keys[0].budget.reset",
+        ),
+        ({"teams": {"t": {"budget": {"reset": "1d"}}}}, "teams.t.budget.max_usd"),
+        ({"pricing": {"models": {"m": {"input": 1}}}}, "pricing.models.m.output"),
+        ({"pricing": {"file": "/no/such/prices.json"}}, "pricing.file"),
+        ({"store": {"bogus": 1}}, "store.bogus"),
+        ({"store": {"url": "mysql://x/y"}}, "store.url"),
+        ({"store": {"redis_url": "http://r"}}, "store.redis_url"),
+        ({"request_logs": {"queue_size": -1}}, "request_logs.queue_size"),
+    ],
+)
+def test_governance_errors_name_the_key(raw: dict, path: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _parse(raw)
+    assert info.value.path == path, str(info.value)
+
+
+def test_duplicate_virtual_key_ids_are_refused() -> None:
+    keys = [{"id": "a", "value": GOOD_VK}, {"id": "a", "value": GOOD_VK}]
+    with pytest.raises(ConfigError) as info:
+        _parse({"virtual_keys": keys})
+    assert info.value.path == "virtual_keys[1].id"

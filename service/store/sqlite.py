@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -105,13 +106,24 @@ class SqliteStore(SqlStore):
         try:
             # WAL: readers in other processes (a replica, the sqlite3 shell) don't block the writer.
             # synchronous=NORMAL is durable in WAL mode except for the last commits on power loss.
-            for pragma in (
-                f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",  # first: switching to WAL may wait for a lock
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA synchronous=NORMAL",
-            ):
-                await conn.execute(pragma)
+            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            await _switch_to_wal(conn)
+            await conn.execute("PRAGMA synchronous=NORMAL")
         except BaseException:
             await conn.close()
             raise
         return _SqliteAdapter(conn)
+
+
+async def _switch_to_wal(conn: aiosqlite.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: while another connection is switching the same file,
+    SQLite answers "database is locked" at once instead of honouring busy_timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.02)
