@@ -29,7 +29,8 @@ AZURE_KEY = "az-secret-key-0123456789abcdef"
 OPENAI_KEY = "sk-openai-secret-0123456789abcdef"
 ROTATE_KEYS = ("rot-key-a-secret-000111", "rot-key-b-secret-222333")
 ENTRA_TOKEN = "entra-token-secret-abcdef"
-SECRETS = (AZURE_KEY, OPENAI_KEY, *ROTATE_KEYS, ENTRA_TOKEN)
+OPEN_MODE_ADMIN_TOKEN = "open-mode-admin-token-93c1f0"
+SECRETS = (AZURE_KEY, OPENAI_KEY, *ROTATE_KEYS, ENTRA_TOKEN, OPEN_MODE_ADMIN_TOKEN)
 
 
 def free_port() -> int:
@@ -52,7 +53,7 @@ def base_config(upstream_url: str, http_port: int, grpc_port: int) -> dict:
         "timeouts": {"connect_s": 2, "read_s": 2, "total_s": 20},
         "logging": {"level": "info", "raw_request": True},
         # The routing/resilience suites run in open mode; tests/e2e/test_governance*.py turn auth on.
-        "auth": {"required": False},
+        "auth": {"required": False, "admin_token": "${SY_TEST_ADMIN_TOKEN}"},
         "providers": {
             "azure": {
                 "kind": "azure",
@@ -105,6 +106,7 @@ def secret_env() -> dict[str, str]:
         "SY_TEST_ROT_A": ROTATE_KEYS[0],
         "SY_TEST_ROT_B": ROTATE_KEYS[1],
         "SY_TEST_ENTRA": ENTRA_TOKEN,
+        "SY_TEST_ADMIN_TOKEN": OPEN_MODE_ADMIN_TOKEN,
         "PYTHONUNBUFFERED": "1",
     }
 
