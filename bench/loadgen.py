@@ -37,6 +37,8 @@ class Job:
     """One measurement: ``requests`` measured requests (after ``warmup``) at ``concurrency``.
 
     With ``duration_s`` > 0 the measured part runs for that long instead of a request count.
+    With ``keep_samples`` the result also carries every measured latency (and TTFT), in seconds,
+    as ``latency_samples_s`` (``ttft_samples_s``), so several runs can be pooled.
     """
 
     kind: Literal["unary", "stream"]
@@ -48,6 +50,7 @@ class Job:
     warmup: int = 0
     duration_s: float = 0.0
     progress_every: int = 0
+    keep_samples: bool = False
 
 
 @dataclass
@@ -223,6 +226,10 @@ class _Runner:
         }
         if self.job.kind == "stream":
             result["ttft_ms"] = summarize_ms(tally.ttfts)
+        if self.job.keep_samples:
+            result["latency_samples_s"] = tally.latencies
+            if self.job.kind == "stream":
+                result["ttft_samples_s"] = tally.ttfts
         return result
 
 

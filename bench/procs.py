@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,20 @@ class Switchyard:
     stack: Stack
 
     @classmethod
-    def start(cls, mode: str, upstream_url: str, workdir: Path) -> Switchyard:
+    def start(
+        cls,
+        mode: str,
+        upstream_url: str,
+        workdir: Path,
+        edit: Callable[[dict[str, Any]], None] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Switchyard:
+        """Start ``mode`` with the bench config; ``edit`` changes the config in place first, ``env``
+        adds environment variables (the secrets the config names as ``${VAR}``)."""
         config = bench_config(upstream_url, free_port(), free_port())
-        return cls(mode, start_stack(mode, config, workdir))
+        if edit is not None:
+            edit(config)
+        return cls(mode, start_stack(mode, config, workdir, env))
 
     @property
     def base_url(self) -> str:
@@ -224,10 +236,19 @@ def _is_ours(label: str) -> bool:
     return any(f"({package}/" in label for package in OUR_PACKAGES)
 
 
-def summarize_profile(folded_path: Path, top: int = 15) -> dict[str, Any]:
-    """Self and inclusive sample shares per function of a py-spy folded profile."""
+def summarize_profile(folded_path: Path, top: int = 15, focus: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Self and inclusive sample shares per function of a py-spy folded profile.
+
+    ``top_attributed_ours_pct`` charges each sample to the innermost frame of our code on its
+    stack, so a function's figure includes the library code it calls (hashlib, uuid, protobuf...)
+    but not our functions it calls. ``attributed_pct`` is that for every sample (one without our
+    code is charged to its leaf frame), complete, so two profiles can be subtracted. ``focus``
+    (file prefixes such as ``service/governance.py``) adds the same rankings restricted to those
+    files (``top_*_focus_pct``).
+    """
     self_counts: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    attributed: Counter[str] = Counter()
     total = 0
     for line in folded_path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -241,19 +262,37 @@ def summarize_profile(folded_path: Path, top: int = 15) -> dict[str, Any]:
         self_counts[frames[-1]] += count
         for label in set(frames):
             inclusive[label] += count
+        ours = [label for label in frames if _is_ours(label) and not _is_entry(label)]
+        attributed[ours[-1] if ours else frames[-1]] += count
 
-    def share(counter: Counter[str], only_ours: bool, skip_entry: bool = True) -> list[list[Any]]:
+    def in_focus(label: str) -> bool:
+        return any(f"({prefix}" in label for prefix in focus)
+
+    def share(
+        counter: Counter[str], only_ours: bool, skip_entry: bool = True, only_focus: bool = False
+    ) -> list[list[Any]]:
         rows = [
             (k, v)
             for k, v in counter.most_common()
-            if (not only_ours or _is_ours(k)) and not (skip_entry and _is_entry(k))
+            if (not only_ours or _is_ours(k))
+            and not (skip_entry and _is_entry(k))
+            and (not only_focus or in_focus(k))
         ]
         return [[k, round(100 * v / total, 1)] for k, v in rows[:top]] if total else []
 
-    return {
+    summary: dict[str, Any] = {
         "samples": total,
         "top_self_pct": share(self_counts, only_ours=False, skip_entry=False),
         "top_inclusive_pct": share(inclusive, only_ours=False),
         "top_inclusive_ours_pct": share(inclusive, only_ours=True),
         "top_self_ours_pct": share(self_counts, only_ours=True),
+        "top_attributed_ours_pct": share(attributed, only_ours=True),
+        "attributed_pct": {k: round(100 * v / total, 2) for k, v in attributed.most_common()}
+        if total
+        else {},
     }
+    if focus:
+        summary["focus"] = list(focus)
+        summary["top_inclusive_focus_pct"] = share(inclusive, only_ours=True, only_focus=True)
+        summary["top_attributed_focus_pct"] = share(attributed, only_ours=True, only_focus=True)
+    return summary

@@ -57,6 +57,13 @@ TARGETS: tuple[Target, ...] = (
 )
 
 
+# What governance (auth, budgets, rate limits, request log) may add, with vs without (--governance).
+GOVERNANCE_TARGETS: tuple[Target, ...] = (
+    Target("governance added p50, unary c=1", "c1_p50_ms", 0.3, ALL_MODES),
+    Target("governance added TTFT p50, c=1", "ttft_p50_ms", 0.3, ALL_MODES),
+)
+
+
 # --------------------------------------------------------------------------- derived figures
 
 
@@ -88,6 +95,30 @@ def added_figures(direct: dict[str, Any], switchyard: dict[str, Any]) -> dict[st
     return figures
 
 
+def _switchyard_cpu(result: dict[str, Any] | None) -> float | None:
+    """CPU us per request summed over the Switchyard processes (the upstream left out)."""
+    per_role = (result or {}).get("server_cpu_us_per_req")
+    if not per_role:
+        return None
+    return sum(us for role, us in per_role.items() if role != "upstream")
+
+
+def governance_figures(without: dict[str, Any], with_: dict[str, Any]) -> dict[str, Any]:
+    """What governance adds: with minus without per measurement (``added_figures``' keys), the
+    summed Switchyard CPU per request added, and the per-round differences of the c=1 p50s."""
+    figures: dict[str, Any] = dict(added_figures(without, with_))
+    for name, key in (("unary_c1", "c1"), ("unary_cN", "cN"), ("stream_c1", "stream")):
+        figures[f"cpu_us_{key}"] = _diff(_switchyard_cpu(with_.get(name)), _switchyard_cpu(without.get(name)))
+    for name, which, key in (("unary_c1", "latency_ms", "c1_p50"), ("stream_c1", "ttft_ms", "ttft_p50")):
+        w_rounds = (with_.get(name) or {}).get("rounds") or []
+        o_rounds = (without.get(name) or {}).get("rounds") or []
+        figures[f"rounds_{key}_ms"] = [
+            _diff(_lat(w, which, "p50"), _lat(o, which, "p50"))
+            for w, o in zip(w_rounds, o_rounds, strict=False)
+        ]
+    return figures
+
+
 def memory_figures(samples: list[dict[str, Any]]) -> dict[str, float | None]:
     """Start (after warm-up), end, max and growth of the summed RSS over the memory run."""
     if not samples:
@@ -104,10 +135,12 @@ def memory_figures(samples: list[dict[str, Any]]) -> dict[str, float | None]:
     }
 
 
-def run_checks(mode: str, figures: dict[str, float | None]) -> list[dict[str, Any]]:
+def run_checks(
+    mode: str, figures: dict[str, float | None], targets: Sequence[Target] = TARGETS
+) -> list[dict[str, Any]]:
     """Every target that applies to ``mode``, with its value and verdict (None: not measured)."""
     checks = []
-    for target in TARGETS:
+    for target in targets:
         if mode not in target.modes:
             continue
         value = figures.get(target.figure)
@@ -302,4 +335,120 @@ def summary_table(blocks: list[dict[str, Any]], high_c: int) -> str:
                 f"  {_verdict(check['ok']):<5} {block['mode']:<14} {check['target']:<28} {shown:>8}  "
                 f"target {check['limit']}{note}"
             )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- --governance output
+
+
+_GOV_WIDTHS = (26, 10, 10, 9, 18)
+
+
+def _gov_rows(block: dict[str, Any], high_c: int) -> list[str]:
+    without, with_ = block["without"], block["with"]
+    added, checks = block["added"], block.get("checks", [])
+    lines = [_row(["", "without", "with", "added", "target"], _GOV_WIDTHS)]
+    for name, key, label in (("unary_c1", "c1", "unary c=1"), ("unary_cN", "cN", f"unary c={high_c}")):
+        for q in ("p50", "p99"):
+            cells = [
+                f"{label:<13}{q} ms",
+                _num(_lat(without.get(name), "latency_ms", q)),
+                _num(_lat(with_.get(name), "latency_ms", q)),
+                _num(added.get(f"{key}_{q}_ms"), sign=True),
+                _target_cell(block["mode"], f"{key}_{q}_ms", checks),
+            ]
+            lines.append(_row(cells, _GOV_WIDTHS))
+    ratio = added.get("throughput_ratio")
+    cells = [
+        f"{f'unary c={high_c}':<13}req/s",
+        _num((without.get("unary_cN") or {}).get("rps"), 0),
+        _num((with_.get("unary_cN") or {}).get("rps"), 0),
+        "-" if ratio is None else f"{ratio:.0%}",
+        "",
+    ]
+    lines.append(_row(cells, _GOV_WIDTHS))
+    for q in ("p50", "p99"):
+        cells = [
+            f"{'stream c=1':<13}TTFT {q}",
+            _num(_lat(without.get("stream_c1"), "ttft_ms", q)),
+            _num(_lat(with_.get("stream_c1"), "ttft_ms", q)),
+            _num(added.get(f"ttft_{q}_ms"), sign=True),
+            _target_cell(block["mode"], f"ttft_{q}_ms", checks),
+        ]
+        lines.append(_row(cells, _GOV_WIDTHS))
+    for name, key, label in (
+        ("unary_c1", "c1", "unary c=1"),
+        ("unary_cN", "cN", f"unary c={high_c}"),
+        ("stream_c1", "stream", "stream c=1"),
+    ):
+        cells = [
+            f"{label:<13}CPU us/req",
+            _num(_switchyard_cpu(without.get(name)), 0),
+            _num(_switchyard_cpu(with_.get(name)), 0),
+            _num(added.get(f"cpu_us_{key}"), 0, sign=True),
+            "",
+        ]
+        lines.append(_row(cells, _GOV_WIDTHS))
+    return lines
+
+
+def _gov_notes(block: dict[str, Any]) -> list[str]:
+    added, lines = block["added"], []
+    for key, label in (("c1_p50", "unary c=1 p50"), ("ttft_p50", "TTFT p50")):
+        rounds = [v for v in added.get(f"rounds_{key}_ms", []) if v is not None]
+        if rounds:
+            lines.append(
+                f"  added {label} per round: {'  '.join(f'{v:+.3f}' for v in rounds)} ms"
+                f"  (pooled {_num(added.get(f'{key}_ms'), 3, sign=True)} ms)"
+            )
+    state = block.get("governed_state") or {}
+    probe = block.get("probe") or {}
+    if probe:
+        lines.append(
+            f"  governed stack: no credential -> HTTP {probe.get('without_credential')}, "
+            f"virtual key -> HTTP {probe.get('with_key')}"
+        )
+    if state:
+        lines.append(
+            f"  governed stack after the run: {state.get('request_logs_written', '?')} request-log entries "
+            f"written ({state.get('request_logs_dropped', '?')} dropped, "
+            f"{state.get('request_log_write_errors', '?')} write errors), key budget spent "
+            f"{state.get('key_spent_usd', 0.0):.6f} USD (reserved {state.get('key_reserved_usd', 0.0):.6f}), "
+            f"{state.get('unpriced_requests', '?')} unpriced requests"
+        )
+    for warning in block.get("warnings", []):
+        lines.append(f"  ! {warning}")
+    for variant in ("without", "with"):
+        for name, result in (block.get(variant) or {}).items():
+            if result and result.get("errors"):
+                lines.append(
+                    f"  ! {variant} {name}: {result['errors']} errors, e.g. {result['error_samples'][:2]}"
+                )
+            if result and result.get("client_cpu_pct", 0) >= CLIENT_BUSY_WARN_PCT:
+                lines.append(
+                    f"  ! {variant} {name}: load generator {result['client_cpu_pct']:.0f}% busy "
+                    "(req/s is a lower bound)"
+                )
+    return lines
+
+
+def governance_section(block: dict[str, Any], high_c: int) -> str:
+    """The text block of one mode's governance comparison."""
+    mode = block["mode"]
+    title = f"=== governance: {mode}, without vs with (auth, budget, rate limit, request log on SQLite) "
+    lines = [title + "=" * max(3, 100 - len(title))]
+    if block.get("error"):
+        lines.append(f"  ERROR: {block['error']}")
+    if block.get("with") and block.get("without"):
+        lines.append(
+            f"  {block['rounds']} rounds of {block['requests_per_round']} requests per figure and variant, "
+            "order alternated; percentiles over all rounds' samples"
+        )
+        lines += _gov_rows(block, high_c)
+    lines += _gov_notes(block)
+    for check in block.get("checks", []):
+        shown = "-" if check["value"] is None else f"{check['value']:+.3f} ms"
+        lines.append(
+            f"  {_verdict(check['ok']):<5} {check['target']:<34} {shown:>10}  target {check['limit']}"
+        )
     return "\n".join(lines)

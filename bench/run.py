@@ -9,6 +9,7 @@ Run from the repository root::
     /tmp/venv/bin/python bench/run.py                  # full run, all modes
     /tmp/venv/bin/python bench/run.py --quick          # a smoke run of a few hundred requests
     /tmp/venv/bin/python bench/run.py --modes inprocess,split --mem-requests 20000 --profile
+    /tmp/venv/bin/python bench/run.py --governance     # with vs without auth/budgets/request log
 
 This is a benchmark, not a test: it asserts nothing. It prints a table (with the targets and
 PASS/FAIL next to the figures) and writes ``bench/results/latest.json``.
@@ -37,11 +38,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # allow ``python bench/run.py`` as well as ``python -m bench.run``
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import governance  # noqa: E402
 from bench.loadgen import Job, LoadClient  # noqa: E402
 from bench.procs import Switchyard, Upstream, cpu_seconds, start_py_spy, summarize_profile  # noqa: E402
 from bench.report import (  # noqa: E402
     ALL_MODES,
+    GOVERNANCE_TARGETS,
     added_figures,
+    governance_figures,
+    governance_section,
     memory_figures,
     mode_section,
     run_checks,
@@ -77,15 +82,33 @@ class Settings:
     profile_seconds: float
     upstream_delay_ms: float
     output: Path
+    governance: bool = False  # --governance: the with/without-governance comparison instead of the modes
+    rounds: int = 3  # --governance: alternated rounds per figure
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
     """Settings from ``argv``; ``--quick`` shrinks every count for a smoke run."""
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--modes", default=",".join(ALL_MODES), help="comma-separated: " + ", ".join(ALL_MODES)
+        "--modes",
+        default=None,
+        help="comma-separated: " + ", ".join(ALL_MODES) + " (default: all; with --governance: inprocess)",
     )
-    parser.add_argument("--requests", type=int, default=2000, help="measured requests per latency figure")
+    parser.add_argument(
+        "--governance",
+        action="store_true",
+        help="compare Switchyard without and with governance (auth, budget, rate limit, request log) "
+        "instead of Switchyard vs direct",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="--governance: alternated rounds the requests are split into"
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=2000,
+        help="measured requests per latency figure (--governance: per figure and variant, over all rounds)",
+    )
     parser.add_argument("--warmup", type=int, default=300, help="warm-up requests before each measurement")
     parser.add_argument("--concurrency", type=int, default=32, help="the high concurrency (the low one is 1)")
     parser.add_argument(
@@ -98,8 +121,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument(
         "--upstream-delay-ms", type=float, default=0.0, help="latency the fake adds to replies"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="default: latest.json (--governance: governance.json)"
+    )
     args = parser.parse_args(argv)
+    if args.modes is None:
+        args.modes = "inprocess" if args.governance else ",".join(ALL_MODES)
+    if args.output is None:
+        args.output = RESULTS_DIR / ("governance.json" if args.governance else "latest.json")
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     unknown = [m for m in modes if m not in ALL_MODES]
     if unknown or not modes:
@@ -120,6 +149,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         profile_seconds=args.profile_seconds if args.profile else 0.0,
         upstream_delay_ms=args.upstream_delay_ms,
         output=args.output,
+        governance=args.governance,
+        rounds=max(1, args.rounds),
     )
 
 
@@ -128,14 +159,22 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def make_job(base_url: str, kind: str, concurrency: int, requests: int, warmup: int, **extra: Any) -> Job:
+def make_job(
+    base_url: str,
+    kind: str,
+    concurrency: int,
+    requests: int,
+    warmup: int,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Job:
     """A load job against ``base_url``'s chat-completions path, unary or streamed."""
     body = {**BODY, "stream": True} if kind == "stream" else BODY
     return Job(
         kind=kind,  # type: ignore[arg-type]
         url=base_url + CHAT_PATH,
         body=orjson.dumps(body),
-        headers=HEADERS,
+        headers=HEADERS if headers is None else headers,
         concurrency=concurrency,
         requests=requests,
         warmup=warmup,
@@ -225,23 +264,37 @@ class Bench:
             "figures": memory_figures(samples),
         }
 
-    def profile(self, sy: Switchyard) -> dict[str, Any]:
-        """py-spy every Switchyard process while a c=N unary load runs; summarise the samples."""
+    def profile(
+        self,
+        sy: Switchyard,
+        name: str | None = None,
+        concurrency: int | None = None,
+        headers: dict[str, str] | None = None,
+        focus: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """py-spy every Switchyard process while a unary load runs (c=N unless ``concurrency``);
+        summarise the samples. ``name`` (default: the mode) names the profile files."""
         seconds = self.settings.profile_seconds
+        name = name or sy.mode
+        concurrency = concurrency or self.settings.concurrency
         spies: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         try:
             for role, pid in sy.pids.items():
-                out = RESULTS_DIR / f"profile-{sy.mode}-{role}.txt"
+                out = RESULTS_DIR / f"profile-{name}-{role}.txt"
+                out.unlink(missing_ok=True)
                 spies[role] = (start_py_spy(pid, seconds, out), out)
             time.sleep(1.0)  # let py-spy attach before the load starts
-            job = make_job(sy.base_url, "unary", self.settings.concurrency, 0, 0, duration_s=seconds + 1.0)
-            self.measure(job, {**sy.pids, "upstream": self.upstream.pid}, f"{sy.mode} under py-spy")
-            summaries = {}
+            job = make_job(sy.base_url, "unary", concurrency, 0, 0, headers, duration_s=seconds + 1.0)
+            load = self.measure(job, {**sy.pids, "upstream": self.upstream.pid}, f"{name} under py-spy")
+            summaries: dict[str, Any] = {}
             for role, (proc, out) in spies.items():
                 proc.wait(timeout=seconds + 30)
                 summaries[role] = (
-                    {"file": str(out), **summarize_profile(out)} if out.exists() else {"file": None}
+                    {"file": str(out), "concurrency": concurrency, **summarize_profile(out, focus=focus)}
+                    if out.exists()
+                    else {"file": None}
                 )
+                summaries[role]["cpu_us_per_req_under_py_spy"] = load["server_cpu_us_per_req"].get(role)
             return summaries
         finally:
             for proc, _ in spies.values():
@@ -279,6 +332,81 @@ class Bench:
         block["checks"] = run_checks(mode, figures)
         return block
 
+    # -- --governance: the same mode without and with governance
+
+    def run_governance(self, mode: str) -> dict[str, Any]:
+        """Two stacks of ``mode`` (see ``bench/governance.py``), measured back to back in alternated
+        rounds: unary c=1 and c=N, streaming c=1. Percentiles pool every round's samples."""
+        s = self.settings
+        per_round = max(1, s.requests // s.rounds)
+        block: dict[str, Any] = {
+            "mode": mode,
+            "rounds": s.rounds,
+            "requests_per_round": per_round,
+            "without": {},
+            "with": {},
+            "error": None,
+            "warnings": [],
+        }
+        variants = governance.variants()
+        headers = {
+            name: {**HEADERS, "api-key": v.credential} if v.credential else HEADERS
+            for name, v in variants.items()
+        }
+        plan = (
+            ("unary_c1", "unary", 1),
+            ("unary_cN", "unary", s.concurrency),
+            ("stream_c1", "stream", 1),
+        )
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {
+            v: {name: [] for name, _, _ in plan} for v in governance.VARIANTS
+        }
+        stacks: dict[str, Switchyard] = {}
+        try:
+            for name, variant in variants.items():
+                note(f"[{mode}] starting switchyard {name} governance")
+                workdir = governance.fresh_workdir(self.workdir / f"{mode}-gov-{name}")
+                stacks[name] = Switchyard.start(mode, self.upstream.url, workdir, variant.edit, variant.env)
+            governed, key = stacks["with"], variants["with"].credential or ""
+            block["probe"] = governance.probe(governed.base_url, CHAT_PATH, orjson.dumps(BODY), key)
+            if block["probe"] != {"without_credential": 401, "with_key": 200}:
+                block["warnings"].append(f"the governed stack answered {block['probe']} (expected 401, 200)")
+            for r in range(s.rounds):
+                order = governance.VARIANTS if r % 2 == 0 else governance.VARIANTS[::-1]
+                for name, kind, c in plan:
+                    for v in order:
+                        sy = stacks[v]
+                        job = make_job(
+                            sy.base_url, kind, c, per_round, s.warmup, headers[v], keep_samples=True
+                        )
+                        pids = {**sy.pids, "upstream": self.upstream.pid}
+                        label = f"{mode} {v:<7} round {r + 1}/{s.rounds} {kind} c={c}"
+                        results[v][name].append(self.measure(job, pids, label))
+            state = governance.governed_state(governed.base_url, variants["with"].admin_token or "")
+            block["governed_state"] = state
+            if not state.get("request_logs_written") or not state.get("key_spent_usd"):
+                block["warnings"].append("the governed stack wrote no request log or spent no budget")
+            if state.get("request_logs_dropped") or state.get("unpriced_requests"):
+                block["warnings"].append("request-log entries were dropped or requests went unpriced")
+            if s.profile_seconds > 0:
+                block["profile"] = {
+                    v: self.profile(stacks[v], f"{mode}-gov-{v}", 1, headers[v], governance.GOVERNANCE_FILES)
+                    for v in governance.VARIANTS
+                }
+            for sy in stacks.values():
+                sy.check_alive()
+        except Exception as exc:  # keep what was measured
+            block["error"] = f"{type(exc).__name__}: {exc}"
+            note(f"[{mode} governance] FAILED: {block['error']}")
+        finally:
+            for sy in stacks.values():
+                sy.stop()
+        for v in governance.VARIANTS:
+            block[v] = {name: governance.pool(rounds) for name, rounds in results[v].items() if rounds}
+        block["added"] = governance_figures(block["without"], block["with"])
+        block["checks"] = run_checks(mode, block["added"], GOVERNANCE_TARGETS)
+        return block
+
 
 # --------------------------------------------------------------------------- output
 
@@ -311,24 +439,83 @@ def write_results(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def print_report(blocks: list[dict[str, Any]], settings: Settings) -> None:
+def _print_profile(title: str, summary: dict[str, Any], sections: Sequence[tuple[str, str]]) -> None:
+    samples, path = summary.get("samples", 0), summary.get("file")
+    print(f"\n=== py-spy {title}: {samples} samples ({path})")
+    for heading, key in sections:
+        print(f"  top {heading}:")
+        for label, pct in summary.get(key, [])[:12]:
+            print(f"    {pct:5.1f}%  {label}")
+
+
+def _print_governance_profiles(block: dict[str, Any]) -> None:
+    """Both variants' profiles, their shares turned into CPU us per request (share x the process's CPU
+    per request in the pooled c=1 measurement: an estimate), and what "with" spends more, per function."""
+    estimates: dict[str, dict[str, dict[str, float]]] = {}  # role -> variant -> label -> us/req
+    for variant, per_role in (block.get("profile") or {}).items():
+        for role, summary in per_role.items():
+            cpu = (
+                ((block.get(variant) or {}).get("unary_c1") or {}).get("server_cpu_us_per_req", {}).get(role)
+            )
+            title = f"{block['mode']} governance {variant}/{role}, unary c={summary.get('concurrency')}"
+            print(f"\n=== py-spy {title}: {summary.get('samples', 0)} samples ({summary.get('file')})")
+            if not cpu:
+                continue
+            print(f"  (us/req = share x {cpu:.0f} us, the CPU per request at c=1 without py-spy)")
+            estimates.setdefault(role, {})[variant] = {
+                label: pct / 100 * cpu for label, pct in summary.get("attributed_pct", {}).items()
+            }
+            sections = [
+                (
+                    "attributed, our code (innermost frame of ours + the libraries it calls)",
+                    "top_attributed_ours_pct",
+                )
+            ]
+            if variant == "with":
+                sections.append(("inclusive, governance files", "top_inclusive_focus_pct"))
+            for heading, key in sections:
+                print(f"  top {heading}:")
+                for label, pct in summary.get(key, [])[:12]:
+                    print(f"    {pct:5.1f}%  ~{pct / 100 * cpu:5.0f} us/req  {label}")
+    for role, per_variant in estimates.items():
+        with_, without = per_variant.get("with"), per_variant.get("without")
+        if with_ is None or without is None:
+            continue
+        total = sum(with_.values()) - sum(without.values())
+        print(
+            f"\n=== {block['mode']}/{role}: where governance's CPU goes (with - without, {total:+.0f} us/req)"
+        )
+        print("  attributed as above; functions of our code, else the leaf frame; estimates, +-10 us")
+        diffs = {label: with_.get(label, 0.0) - without.get(label, 0.0) for label in {*with_, *without}}
+        for label, us in sorted(diffs.items(), key=lambda item: -item[1])[:15]:
+            print(f"    {us:+6.0f} us/req  {label}")
+
+
+def print_report(
+    blocks: list[dict[str, Any]], settings: Settings, gov_blocks: Sequence[dict[str, Any]] = ()
+) -> None:
     for block in blocks:
         print(mode_section(block, settings.concurrency))
         print()
-    print(summary_table(blocks, settings.concurrency))
+    if blocks:
+        print(summary_table(blocks, settings.concurrency))
     for block in blocks:
         for role, summary in (block.get("profile") or {}).items():
-            samples, path = summary.get("samples", 0), summary.get("file")
-            print(f"\n=== py-spy {block['mode']}/{role}: {samples} samples ({path})")
-            for title, key in (
-                ("self, all code", "top_self_pct"),
-                ("inclusive, all code", "top_inclusive_pct"),
-                ("inclusive, our code", "top_inclusive_ours_pct"),
-                ("self, our code", "top_self_ours_pct"),
-            ):
-                print(f"  top {title}:")
-                for label, pct in summary.get(key, [])[:12]:
-                    print(f"    {pct:5.1f}%  {label}")
+            _print_profile(
+                f"{block['mode']}/{role}",
+                summary,
+                (
+                    ("self, all code", "top_self_pct"),
+                    ("inclusive, all code", "top_inclusive_pct"),
+                    ("inclusive, our code", "top_inclusive_ours_pct"),
+                    ("self, our code", "top_self_ours_pct"),
+                ),
+            )
+    for block in gov_blocks:
+        print(governance_section(block, settings.concurrency))
+        print()
+    for block in gov_blocks:
+        _print_governance_profiles(block)
 
 
 # --------------------------------------------------------------------------- main
@@ -347,6 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = RESULTS_DIR / "logs"
     workdir.mkdir(parents=True, exist_ok=True)
     blocks: list[dict[str, Any]] = []
+    gov_blocks: list[dict[str, Any]] = []
     interrupted = False
     upstream: Upstream | None = None
     client: LoadClient | None = None
@@ -356,7 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = LoadClient()
         bench = Bench(settings, client, upstream, workdir)
         for mode in settings.modes:
-            blocks.append(bench.run_mode(mode))
+            if settings.governance:
+                gov_blocks.append(bench.run_governance(mode))
+            else:
+                blocks.append(bench.run_mode(mode))
     except KeyboardInterrupt:
         interrupted = True
         note("interrupted: stopping everything")
@@ -367,9 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             upstream.stop()
     changed = source_fingerprint() != fingerprint
     info = {"interrupted": interrupted, "source_sha256": fingerprint, "source_changed_during_run": changed}
-    payload = {"meta": {**meta(settings, started), **info}, "modes": blocks}
+    payload: dict[str, Any] = {"meta": {**meta(settings, started), **info}, "modes": blocks}
+    if settings.governance:
+        payload["governance"] = gov_blocks
     write_results(settings.output, payload)
-    print_report(blocks, settings)
+    print_report(blocks, settings, gov_blocks)
     if changed:
         print("\nWARNING: Switchyard's sources changed during this run; modes may have run different code.")
     print(f"\nresults: {settings.output}")

@@ -193,6 +193,8 @@ class ChatEngine:
             )
         except Exception:
             log.exception("settling the budget of a request failed")
+        if not governance.keeps_logs:
+            return
         target = call.target
         content = None
         if call.completion is not None:

@@ -361,6 +361,10 @@ class Governance:
 
     # ---------------------------------------------------------------- 4. the request log
 
+    @property
+    def keeps_logs(self) -> bool:
+        return self.logs is not None
+
     def record(self, entry: LogEntry) -> None:
         if self.logs is not None:
             self.logs.submit(entry)
