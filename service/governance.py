@@ -37,7 +37,7 @@ from service.records import LogEntry, Team, VirtualKey
 from service.request_log import RequestLogWriter
 from service.routing import RoutePlan, Target
 from service.store import AlreadyExists, Store, StoreError
-from switchyard.config import Config, ModelPrice
+from switchyard.config import BudgetConfig, Config, ModelPrice
 from switchyard.v1 import chat_pb2 as pb
 
 log = logging.getLogger("switchyard.service")
@@ -46,6 +46,7 @@ log = logging.getLogger("switchyard.service")
 # running longer still settles its real cost, it just stops holding budget meanwhile.
 _MIN_HOLD_S = 2 * 3600
 _RECOVERY_MEMORY = 10_000
+_SCOPE_CACHE_LIMIT = 10_000
 
 
 def refusal(status: int, type_: str, message: str, **kwargs: object) -> GatewayError:
@@ -94,6 +95,7 @@ class Governance:
         self._reserve_tokens = config.pricing.reserve_max_tokens
         # Budget windows whose spend this process recovers (or recovered) from the request log.
         self._recovering: dict[tuple[str, float], asyncio.Future[None]] = {}
+        self._scopes: dict[tuple[str, BudgetConfig, float], BudgetScope] = {}
         self._recover_spend = isinstance(counters, MemoryCounters)
         self.unpriced_requests = 0
         self.unpriced_models: set[str] = set()
@@ -321,10 +323,20 @@ class Governance:
         scopes: list[BudgetScope] = []
         key, team = admission.key, admission.team
         if key is not None and key.budget is not None:
-            scopes.append(budget_scope(f"key:{key.id}", key.budget, key.created_at, now))
+            scopes.append(self._scope(f"key:{key.id}", key.budget, key.created_at, now))
         if team is not None and team.budget is not None:
-            scopes.append(budget_scope(f"team:{team.id}", team.budget, team.created_at, now))
+            scopes.append(self._scope(f"team:{team.id}", team.budget, team.created_at, now))
         return scopes
+
+    def _scope(self, scope_id: str, budget: BudgetConfig, anchor: float, now: float) -> BudgetScope:
+        """The scope's current window; kept until it ends, since the date arithmetic is not free."""
+        cache_key = (scope_id, budget, anchor)
+        scope = self._scopes.get(cache_key)
+        if scope is None or not scope.window_start <= now < scope.window_end:
+            if len(self._scopes) >= _SCOPE_CACHE_LIMIT:
+                self._scopes.clear()
+            scope = self._scopes[cache_key] = budget_scope(scope_id, budget, anchor, now)
+        return scope
 
     async def budget_usage(self, scope: BudgetScope) -> tuple[float, float]:
         """(spent, reserved) in the scope's current window, as the budget check sees it."""
