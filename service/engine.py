@@ -113,6 +113,9 @@ class ChatEngine:
         except asyncio.CancelledError:
             call.status, call.error_type = 499, "cancelled"
             raise
+        except Exception:
+            call.status, call.error_type = 500, "internal_error"  # a bug: the caller gets a 500 too
+            raise
         finally:
             await self._finish(call)
 
@@ -240,6 +243,11 @@ class ChatEngine:
             # The consumer stopped reading (the client went away): note it, then close as asked.
             if call.status == 200:
                 call.status, call.error_type = 499, "cancelled"
+            raise
+        except ChatError:
+            raise
+        except Exception:
+            call.status, call.error_type = 500, "internal_error"  # a bug: the caller gets a 500 too
             raise
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]

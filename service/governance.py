@@ -401,13 +401,20 @@ def _not_allowed(key: VirtualKey, target: Target) -> str | None:
     """Why ``key`` may not use ``target`` (None: it may)."""
     if key.allowed_providers and not _matches(target.provider, key.allowed_providers):
         return f"provider {target.provider!r}"
-    if key.allowed_models:
-        names = {target.label}
-        if target.ref:
-            names.add(target.ref)
-        if not any(_matches(name, key.allowed_models) for name in names):
-            return f"model {target.ref or target.label!r}"
+    if key.allowed_models and not any(_model_allowed(p, target) for p in key.allowed_models):
+        return f"model {target.ref or target.label!r}"
     return None
+
+
+def _model_allowed(pattern: str, target: Target) -> bool:
+    # `provider/model` patterns match the qualified name; bare patterns match the deployment id or
+    # model the caller named and the model served. Kept apart because fnmatch's `*` crosses '/':
+    # otherwise `a*` would match `azure/<every deployment>`.
+    qualified = "/" in pattern
+    names = [target.label] if qualified else [target.model]
+    if target.ref and ("/" in target.ref) == qualified:
+        names.append(target.ref)
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names)
 
 
 def _max_output_tokens(request: pb.ChatCompletionRequest) -> int | None:

@@ -29,6 +29,10 @@ class RequestLogWriter:
         self._queue: asyncio.Queue[LogEntry] = asyncio.Queue(maxsize=max(1, config.queue_size))
         self._task: asyncio.Task[None] | None = None
         self._writing: asyncio.Task[None] | None = None
+        # Entries the background task has taken off the queue but not yet handed to the store
+        # (it waits up to flush_interval_s for a fuller batch): aclose writes them too.
+        self._collecting: list[LogEntry] = []
+        self._batch_ready = asyncio.Event()
         self.dropped = 0
         self.written = 0
         self.write_errors = 0
@@ -45,6 +49,8 @@ class RequestLogWriter:
     def submit(self, entry: LogEntry) -> None:
         try:
             self._queue.put_nowait(entry)
+            if self._queue.qsize() >= self._batch_size - 1:
+                self._batch_ready.set()
         except asyncio.QueueFull:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -59,23 +65,26 @@ class RequestLogWriter:
             self._task = None
         if self._writing is not None:
             await self._writing  # the batch being written when we stopped the loop
+            self._writing = None
+        collected, self._collecting = self._collecting, []
+        await self._write(collected)  # the batch being gathered when we stopped the loop
         while not self._queue.empty():
             await self._write(self._take(self._batch_size))
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            deadline = loop.time() + self._interval
-            while len(batch) < self._batch_size:
-                batch.extend(self._take(self._batch_size - len(batch)))
-                remaining = deadline - loop.time()
-                if len(batch) >= self._batch_size or remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
+            # The batch lives on self while it is gathered: cancelling this task (aclose) must
+            # not lose the entries already taken off the queue.
+            self._collecting = [await self._queue.get()]
+            if self._queue.qsize() < self._batch_size - 1:
+                # One wake-up per batch, not per entry: submit() sets the event once a batch is
+                # queued, and the interval bounds how long an entry waits for company.
+                self._batch_ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval):
+                        await self._batch_ready.wait()
+            batch = self._collecting + self._take(self._batch_size - 1)
+            self._collecting = []
             # Shielded: stopping the loop must not abort a batch half-way into the database.
             self._writing = asyncio.ensure_future(self._write(batch))
             await asyncio.shield(self._writing)
@@ -100,5 +109,11 @@ class RequestLogWriter:
             self.write_errors += 1
             self.dropped += len(batch)
             log.error("request log: a batch of %d entries could not be written: %s", len(batch), exc)
+        except Exception:
+            # Anything else (a driver bug) is counted the same way: if it ended the background
+            # task, every later entry would silently pile up in the queue and be dropped.
+            self.write_errors += 1
+            self.dropped += len(batch)
+            log.exception("request log: a batch of %d entries could not be written", len(batch))
         else:
             self.written += len(batch)
