@@ -21,7 +21,6 @@ import openai
 import orjson
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from switchyard.v1 import chat_pb2, chat_pb2_grpc
 from tests.conftest import SECRETS, Stack, start_stack
@@ -41,6 +40,7 @@ from tests.e2e.governed import (
     hs_token,
     rs_token,
 )
+from tests.e2e.rpc_errors import error_body, rich_status
 from tests.fakes.upstream import FakeUpstream, Reply, Usage
 
 CHAT = "/openai/deployments/{}/chat/completions?api-version=2024-10-21"
@@ -92,24 +92,17 @@ def refused(response: httpx.Response, status: int, type_: str) -> dict[str, Any]
 
 
 def grpc_refusal(call: Any) -> tuple[grpc.StatusCode, chat_pb2.ErrorBody, dict[str, str], float | None]:
+    """(code, ErrorBody, ErrorInfo metadata, RetryInfo seconds) of a call that must fail."""
     with pytest.raises(grpc.RpcError) as info:
         call()
-    err = info.value
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None
-    body, meta, retry = chat_pb2.ErrorBody(), {}, None
-    for detail in status.details:
-        if detail.Is(chat_pb2.ErrorBody.DESCRIPTOR):
-            detail.Unpack(body)
-        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info_msg = error_details_pb2.ErrorInfo()
-            detail.Unpack(info_msg)
-            meta = dict(info_msg.metadata)
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry_msg = error_details_pb2.RetryInfo()
-            detail.Unpack(retry_msg)
-            retry = retry_msg.retry_delay.ToNanoseconds() / 1e9
-    return err.code(), body, meta, retry  # type: ignore[attr-defined]
+    _, details = rich_status(info.value)
+    error_info = details.get("google.rpc.ErrorInfo")
+    retry_info = details.get("google.rpc.RetryInfo")
+    assert isinstance(error_info, error_details_pb2.ErrorInfo)
+    retry = None
+    if isinstance(retry_info, error_details_pb2.RetryInfo):
+        retry = retry_info.retry_delay.ToNanoseconds() / 1e9
+    return info.value.code(), error_body(details), dict(error_info.metadata), retry  # type: ignore[attr-defined]
 
 
 def grpc_request(deployment: str, text: str = "hi", **fields: Any) -> chat_pb2.ChatCompletionRequest:

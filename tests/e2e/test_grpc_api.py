@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable, Iterator
 import grpc
 import orjson
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from switchyard.v1 import chat_pb2, chat_pb2_grpc
 from tests.conftest import AZURE_KEY, ROTATE_KEYS, Stack
+from tests.e2e.rpc_errors import error_body, rich_status
 from tests.fakes.upstream import FakeUpstream, Reply
 
 SERVICE = "switchyard.v1.ChatCompletions"
@@ -43,26 +43,6 @@ def request(deployment: str, text: str = "hi", **fields: object) -> chat_pb2.Cha
         messages=[chat_pb2.ChatMessage(role="user", text=text)],
         **fields,  # type: ignore[arg-type]
     )
-
-
-def rich_status(err: grpc.RpcError) -> tuple[status_pb2.Status, dict[str, object]]:
-    """The google.rpc.Status of a failed call, and its details unpacked by type name."""
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None, "the error carries no google.rpc.Status"
-    details: dict[str, object] = {}
-    for any_detail in status.details:
-        for cls in (error_details_pb2.ErrorInfo, error_details_pb2.RetryInfo, chat_pb2.ErrorBody):
-            if any_detail.Is(cls.DESCRIPTOR):
-                msg = cls()
-                any_detail.Unpack(msg)
-                details[cls.DESCRIPTOR.full_name] = msg
-    return status, details
-
-
-def error_body(details: dict[str, object]) -> chat_pb2.ErrorBody:
-    body = details.get("switchyard.v1.ErrorBody")
-    assert isinstance(body, chat_pb2.ErrorBody), f"no ErrorBody detail in {list(details)}"
-    return body
 
 
 def expect_error(

@@ -33,12 +33,12 @@ import redis
 import yaml
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from switchyard.v1 import admin_pb2 as apb
 from switchyard.v1 import admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 from tests.conftest import free_port, secret_env
 from tests.e2e.governed import ADMIN_TOKEN, GOVERNED_ENV, governed_config
+from tests.e2e.rpc_errors import error_body, rich_status
 from tests.fakes.upstream import FakeUpstream, Reply, Usage
 
 PG_SERVER = os.environ.get("SWITCHYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -240,17 +240,10 @@ def call(replica: Replica, secret: str, req: chat_pb2.ChatCompletionRequest) -> 
 
 def refusal_of(err: grpc.RpcError) -> Refusal:
     """The gRPC code, the ``ErrorBody`` detail and ErrorInfo's ``http_status`` of a failed call."""
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None, err
-    body, http_status = chat_pb2.ErrorBody(), ""
-    for detail in status.details:
-        if detail.Is(chat_pb2.ErrorBody.DESCRIPTOR):
-            detail.Unpack(body)
-        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            http_status = info.metadata["http_status"]
-    return Refusal(err.code(), body, http_status)  # type: ignore[attr-defined]
+    _, details = rich_status(err)
+    info = details.get("google.rpc.ErrorInfo")
+    assert isinstance(info, error_details_pb2.ErrorInfo), err
+    return Refusal(err.code(), error_body(details), info.metadata["http_status"])  # type: ignore[attr-defined]
 
 
 def logs_of(replica: Replica, key_id: str) -> list[apb.LogEntry]:
