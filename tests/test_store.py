@@ -397,6 +397,17 @@ async def test_insert_logs_is_one_transaction(store: Store) -> None:
     assert [e.id for e in (await store.query_logs(LogQuery())).entries] == ["log-0001"]
 
 
+async def test_a_batch_larger_than_one_statement_is_written_whole(store: Store) -> None:
+    """insert_logs writes multi-row statements of at most 500 rows: 1203 entries take three."""
+    batch = [entry(n, 1_000_000.0 + n) for n in range(1203)]
+    await store.insert_logs(batch)
+    page = await store.query_logs(LogQuery(limit=1000))
+    rest = await store.query_logs(LogQuery(limit=1000, cursor=page.next_cursor))
+    assert [e.id for e in page.entries + rest.entries] == [e.id for e in reversed(batch)]
+    assert rest.next_cursor is None
+    assert page.entries[-1] == batch[203]  # every field survives the flattened parameters
+
+
 async def test_other_constraint_failures_are_store_errors(store: Store) -> None:
     with pytest.raises(StoreError) as info:
         await store.insert_logs([entry(1, 1.0, model_requested=None)])

@@ -93,6 +93,8 @@ _LOG_COLUMNS = (
 )
 
 _T = TypeVar("_T")
+# 18 values a row: 500 rows stay far below SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+_LOG_ROWS_PER_STATEMENT = 500
 
 
 def _placeholders(columns: str) -> str:
@@ -372,11 +374,18 @@ class SqlStore:
         if not entries:
             return
         columns = f"{_LOG_COLUMNS}, day"
+        row = f"({_placeholders(columns)})"
+        # Multi-row INSERTs, not executemany: SQLite's driver gives up the GIL around every
+        # row's step, and each hand-back stalls the event loop thread serving requests (measured:
+        # ~145 us of gateway CPU per request at c=32 with executemany). One statement per chunk
+        # keeps that to a few hand-offs per batch; PostgreSQL gets fewer round trips too.
         with self._translate():
-            await self._db.execute_many(
-                f"INSERT INTO request_logs ({columns}) VALUES ({_placeholders(columns)})",
-                [_log_params(entry) for entry in entries],
-            )
+            async with self._db.transaction() as tx:
+                for start in range(0, len(entries), _LOG_ROWS_PER_STATEMENT):
+                    chunk = entries[start : start + _LOG_ROWS_PER_STATEMENT]
+                    values = ", ".join([row] * len(chunk))
+                    params = [value for entry in chunk for value in _log_params(entry)]
+                    await tx.execute(f"INSERT INTO request_logs ({columns}) VALUES {values}", params)
 
     async def query_logs(self, query: LogQuery) -> LogPage:
         """A page of the log, newest first (ts, then id, descending). Raises ValueError for a bad cursor."""
