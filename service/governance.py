@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from service.auth import Authenticator, AuthError, Identity, hash_secret, key_prefix, read_credential
-from service.counters import BudgetExceeded, BudgetScope, Counters, MemoryCounters, RateScope, Reservation
+from service.counters import BudgetExceeded, BudgetScope, Counters, RateScope, Reservation
 from service.counters.windows import budget_scope
 from service.errors import FailureClass, GatewayError
 from service.key_cache import KeyCache
@@ -49,9 +49,13 @@ _RECOVERY_MEMORY = 10_000
 _SCOPE_CACHE_LIMIT = 10_000
 
 
-def refusal(status: int, type_: str, message: str, **kwargs: object) -> GatewayError:
+def refusal(
+    status: int, type_: str, message: str, *, code: str | None = None, retry_after_s: float | None = None
+) -> GatewayError:
     """A governance refusal: the caller's problem, so never retried and never a fallback."""
-    return GatewayError(status, type_, message, failure=FailureClass.CALLER, **kwargs)  # type: ignore[arg-type]
+    return GatewayError(
+        status, type_, message, failure=FailureClass.CALLER, code=code, retry_after_s=retry_after_s
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,8 @@ class Governance:
         # Budget windows whose spend this process recovers (or recovered) from the request log.
         self._recovering: dict[tuple[str, float], asyncio.Future[None]] = {}
         self._scopes: dict[tuple[str, BudgetConfig, float], BudgetScope] = {}
-        self._recover_spend = isinstance(counters, MemoryCounters)
+        # Shared counters (Redis) outlive this process; in-process ones start empty.
+        self._recover_spend = not counters.shared
         self.unpriced_requests = 0
         self.unpriced_models: set[str] = set()
 
@@ -242,18 +247,20 @@ class Governance:
         if key is None or not (key.allowed_models or key.allowed_providers):
             return plan
         primary, *fallbacks = plan.targets
-        why = _not_allowed(key, primary)
-        if why is not None:
-            type_ = "provider_not_allowed" if why.startswith("provider") else "model_not_allowed"
-            raise refusal(403, type_, f"virtual key {key.id!r} may not use {why}")
+        denied = _not_allowed(key, primary)
+        if denied is not None:
+            type_, what = denied
+            raise refusal(403, type_, f"virtual key {key.id!r} may not use {what}")
         allowed = [primary]
         skipped = list(plan.skipped)
         for target in fallbacks:
-            reason = _not_allowed(key, target)
-            if reason is None:
+            denied = _not_allowed(key, target)
+            if denied is None:
                 allowed.append(target)
             else:
-                skipped.append((target.ref or target.label, f"not allowed for this virtual key ({reason})"))
+                skipped.append(
+                    (target.ref or target.label, f"not allowed for this virtual key ({denied[1]})")
+                )
         return RoutePlan(tuple(allowed), tuple(skipped))
 
     # ---------------------------------------------------------------- 3. budgets and cost
@@ -397,12 +404,12 @@ def _matches(value: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
 
 
-def _not_allowed(key: VirtualKey, target: Target) -> str | None:
-    """Why ``key`` may not use ``target`` (None: it may)."""
+def _not_allowed(key: VirtualKey, target: Target) -> tuple[str, str] | None:
+    """(refusal type, what was refused) when ``key`` may not use ``target``; None when it may."""
     if key.allowed_providers and not _matches(target.provider, key.allowed_providers):
-        return f"provider {target.provider!r}"
+        return "provider_not_allowed", f"provider {target.provider!r}"
     if key.allowed_models and not any(_model_allowed(p, target) for p in key.allowed_models):
-        return f"model {target.ref or target.label!r}"
+        return "model_not_allowed", f"model {target.ref or target.label!r}"
     return None
 
 

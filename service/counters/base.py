@@ -56,6 +56,9 @@ class BudgetExceeded(Exception):
 
 
 class Counters(Protocol):
+    # True when the figures live outside this process (Redis) and so survive its restart.
+    shared: bool
+
     async def check_rate(self, scope: RateScope, now: float) -> float | None:
         """Admit one request: None if admitted (the request is counted), else seconds to wait.
 

@@ -45,6 +45,8 @@ class _Window:
 class MemoryCounters:
     """The in-process ``Counters`` backend (the default, for a single gateway process)."""
 
+    shared = False
+
     def __init__(self) -> None:
         # (scope id, metric) -> {minute bucket: count}; only the current and previous bucket matter.
         self._rate: dict[tuple[str, str], dict[int, int]] = {}

@@ -137,6 +137,8 @@ end
 class RedisCounters:
     """The shared ``Counters`` backend: one connection pool to the Redis at ``url``."""
 
+    shared = True
+
     def __init__(self, url: str, prefix: str = "sy:") -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"counter key prefix {prefix!r} must not contain braces (it is the hash tag)")
