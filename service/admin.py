@@ -9,6 +9,7 @@ cache, so a change takes effect here at once and on other replicas within
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import secrets
 import time
@@ -18,7 +19,7 @@ from typing import TypeVar
 import grpc
 
 from service.auth import hash_secret, key_prefix, new_virtual_key
-from service.counters import BudgetScope
+from service.counters import CountersUnavailable
 from service.errors import GatewayError, invalid_request
 from service.governance import Admission, Governance, refusal
 from service.records import LogEntry, LogQuery, Team, UsageRow, VirtualKey
@@ -29,6 +30,7 @@ from switchyard.v1 import admin_pb2 as apb
 from switchyard.v1 import admin_pb2_grpc
 
 T = TypeVar("T")
+log = logging.getLogger("switchyard.service")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_PAGE = 1000
 
@@ -47,6 +49,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 return await work()
             except StoreError as exc:
                 raise GatewayError(503, "store_unavailable", f"the store failed: {exc}") from None
+            except CountersUnavailable as exc:
+                raise GatewayError(503, "counters_unavailable", str(exc)) from None
         except GatewayError as err:
             body = err.to_body(model_requested="", request_type="admin", attempts=[])
             await context.abort(*encode_status(body, err.retry_after_s))
@@ -302,28 +306,27 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             view.rate_limit.SetInParent()
         if key.budget is not None:
             view.budget.CopyFrom(_budget_view(key.budget))
-            scopes = self._gov.budget_scopes(Admission(None, key=key))
-            if scopes:
-                view.budget_usage.CopyFrom(await self._usage(scopes[0]))
+            await self._fill_usage(view.budget_usage, Admission(None, key=key))
         return view
 
     async def _team_view(self, team: Team) -> apb.Team:
         view = apb.Team(id=team.id, name=team.name, created_at=team.created_at, updated_at=team.updated_at)
         if team.budget is not None:
             view.budget.CopyFrom(_budget_view(team.budget))
-            scopes = self._gov.budget_scopes(Admission(None, team=team))
-            if scopes:
-                view.budget_usage.CopyFrom(await self._usage(scopes[0]))
+            await self._fill_usage(view.budget_usage, Admission(None, team=team))
         return view
 
-    async def _usage(self, scope: BudgetScope) -> apb.BudgetUsage:
-        spent, reserved = await self._gov.budget_usage(scope)
-        return apb.BudgetUsage(
-            spent_usd=spent,
-            reserved_usd=reserved,
-            window_start=scope.window_start,
-            window_end=scope.window_end,
-        )
+    async def _fill_usage(self, usage: apb.BudgetUsage, owner: Admission) -> None:
+        """The budget's current window, left unset when the counters cannot be read: the record
+        itself (and a new key's secret, shown only once) must still reach the caller."""
+        for scope in self._gov.budget_scopes(owner):
+            try:
+                spent, reserved = await self._gov.budget_usage(scope)
+            except CountersUnavailable as exc:
+                log.warning("budget usage of %s not shown: %s", scope.id, exc)
+                return
+            usage.spent_usd, usage.reserved_usd = spent, reserved
+            usage.window_start, usage.window_end = scope.window_start, scope.window_end
 
 
 def _check_id(value: str, param: str) -> None:

@@ -24,11 +24,18 @@ import contextlib
 import fnmatch
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from service.auth import Authenticator, AuthError, Identity, hash_secret, key_prefix, read_credential
-from service.counters import BudgetExceeded, BudgetScope, Counters, RateScope, Reservation
+from service.counters import (
+    BudgetExceeded,
+    BudgetScope,
+    Counters,
+    CountersUnavailable,
+    RateScope,
+    Reservation,
+)
 from service.counters.windows import budget_scope
 from service.errors import FailureClass, GatewayError
 from service.key_cache import KeyCache
@@ -230,7 +237,8 @@ class Governance:
         scope = _rate_scope(key)
         if scope is None:
             return
-        wait = await self.counters.check_rate(scope, now)
+        with _counters_errors():
+            wait = await self.counters.check_rate(scope, now)
         if wait is not None:
             raise refusal(
                 429,
@@ -279,7 +287,8 @@ class Governance:
             max_out = _max_output_tokens(request) or self._reserve_tokens
             amount = self.prices.worst_case_usd(price, estimate_prompt_tokens(body_size), max_out)
         try:
-            return await self.counters.reserve(scopes, amount, time.time(), self._hold_s)
+            with _counters_errors():
+                return await self.counters.reserve(scopes, amount, time.time(), self._hold_s)
         except BudgetExceeded as exc:
             owner = "team" if exc.scope.id.startswith("team:") else "virtual key"
             raise refusal(
@@ -391,6 +400,17 @@ class Governance:
     @property
     def include_content(self) -> bool:
         return self._config.request_logs.include_content
+
+
+@contextlib.contextmanager
+def _counters_errors() -> Iterator[None]:
+    """The shared counters are down: fail closed (503), since a limit that cannot be checked
+    must not be skipped. Calls without limits or budgets never touch the counters."""
+    try:
+        yield
+    except CountersUnavailable as exc:
+        log.error("rate-limit/budget counters unavailable: %s", exc)
+        raise GatewayError(503, "counters_unavailable", str(exc), failure=FailureClass.CONFIG) from None
 
 
 def _rate_scope(key: VirtualKey) -> RateScope | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Generator
 
 import uvicorn
@@ -18,7 +19,8 @@ from switchyard.grpc_options import grpc_options
 async def run_service(config: Config) -> None:
     from service.server import serve  # the gateway-only process never loads the service stack
 
-    await serve(config)
+    with _store_errors():
+        await serve(config)
 
 
 async def run_gateway(config: Config) -> None:
@@ -30,7 +32,8 @@ async def run_gateway(config: Config) -> None:
 async def run_both(config: Config, backend: str = "inprocess") -> None:
     from service.server import start_service
 
-    running = await start_service(config)
+    with _store_errors():
+        running = await start_service(config)
     factory: Callable[[], ChatBackend]
     if backend == "inprocess":
         factory = lambda: InProcessBackend(running.servicer, running.admin, lambda: running.serving)  # noqa: E731
@@ -78,3 +81,15 @@ async def _run_http(
             await on_stop()
     if not server.started:
         raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def _store_errors() -> Generator[None, None, None]:
+    """A store that cannot be opened at start is a clear one-line error, not a traceback."""
+    from service.store import StoreError
+
+    try:
+        yield
+    except StoreError as exc:
+        print(f"switchyard: cannot open the store: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -433,3 +433,23 @@ def test_budget_scope_and_unknown_resets() -> None:
     assert scope == BudgetScope("team:t", 2.5, _ts(2024, 1, 3, 6), _ts(2024, 1, 4, 6))
     with pytest.raises(ValueError, match="unknown budget reset"):
         budget_window("2d", True, 0.0, T0)
+
+
+async def test_an_unreachable_redis_is_counters_unavailable_not_a_driver_error() -> None:
+    """Every Redis failure leaves RedisCounters as CountersUnavailable (governance answers 503)."""
+    import socket
+
+    from service.counters import CountersUnavailable, RedisCounters
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    counters = RedisCounters(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(CountersUnavailable):
+            await counters.check_rate(RateScope("key:x", requests_per_minute=1), 1_000_000.0)
+        scope = BudgetScope("key:x", 1.0, 0.0, 86_400.0)
+        with pytest.raises(CountersUnavailable):
+            await counters.reserve([scope], 0.1, 10.0, 60.0)
+    finally:
+        await counters.aclose()

@@ -10,7 +10,14 @@
 
 from __future__ import annotations
 
-from service.counters.base import BudgetExceeded, BudgetScope, Counters, RateScope, Reservation
+from service.counters.base import (
+    BudgetExceeded,
+    BudgetScope,
+    Counters,
+    CountersUnavailable,
+    RateScope,
+    Reservation,
+)
 from service.counters.memory import MemoryCounters
 from service.counters.redis import RedisCounters
 from service.counters.windows import budget_scope, budget_window
@@ -19,6 +26,7 @@ __all__ = [
     "BudgetExceeded",
     "BudgetScope",
     "Counters",
+    "CountersUnavailable",
     "MemoryCounters",
     "RateScope",
     "RedisCounters",

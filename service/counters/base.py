@@ -46,13 +46,18 @@ class Reservation:
     expires_at: float  # after this a crashed holder's reservation stops counting
 
 
-@dataclass(frozen=True, slots=True)
 class BudgetExceeded(Exception):
-    scope: BudgetScope
-    spent: float  # spent + reserved when refused
+    """A scope had no budget left. (A plain class: a frozen dataclass cannot take the traceback
+    Python sets on an exception as it passes through a ``with`` block.)"""
 
-    def __str__(self) -> str:
-        return f"budget {self.scope.id} exhausted ({self.spent:.6f} of {self.scope.limit_usd:.6f} USD)"
+    def __init__(self, scope: BudgetScope, spent: float) -> None:
+        super().__init__(f"budget {scope.id} exhausted ({spent:.6f} of {scope.limit_usd:.6f} USD)")
+        self.scope = scope
+        self.spent = spent  # spent + reserved when refused
+
+
+class CountersUnavailable(Exception):
+    """The shared counter store (Redis) could not be reached or failed; ``str()`` is safe to show."""
 
 
 class Counters(Protocol):

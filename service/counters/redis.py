@@ -25,14 +25,17 @@ import math
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
-from service.counters.base import BudgetExceeded, BudgetScope, RateScope, Reservation
+from service.counters.base import BudgetExceeded, BudgetScope, CountersUnavailable, RateScope, Reservation
 from service.counters.windows import RATE_BUCKET_S, prev_weight, rate_bucket, rate_retry_after
 
 # Two buckets are ever read (current and previous); keep each a little beyond that.
 _RATE_TTL_S = 2 * RATE_BUCKET_S + 10
+_SOCKET_TIMEOUT_S = 2.0
 # Budget keys outlive the window by a day (a settle straddling the end, reporting). The
 # TTL is counted from the write, so a whole window's length covers the rest of it.
 _WINDOW_GRACE_S = 86400
@@ -144,7 +147,13 @@ class RedisCounters:
             raise ValueError(f"counter key prefix {prefix!r} must not contain braces (it is the hash tag)")
         self._tag = "{" + prefix + "}"
         # No I/O here: the pool opens connections on first use, inside the running loop.
-        self._client = aioredis.Redis.from_url(url, decode_responses=True)
+        # Bounded waits: a hung Redis must fail a request quickly (503), not hold it until its deadline.
+        self._client = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=_SOCKET_TIMEOUT_S,
+        )
         self._check_rate = self._client.register_script(_CHECK_RATE)
         self._add_tokens = self._client.register_script(_ADD_TOKENS)
         self._reserve = self._client.register_script(_RESERVE)
@@ -167,7 +176,7 @@ class RedisCounters:
         # -1: unlimited (0 is a real limit that refuses everything).
         limits = [-1 if limit is None else limit for limit in (rpm, tpm)]
         args: list[str | int] = [repr(prev_weight(now)), *limits, _RATE_TTL_S]
-        admit, prev_r, cur_r, prev_t, cur_t = await self._check_rate(keys=keys, args=args)
+        admit, prev_r, cur_r, prev_t, cur_t = await self._call(self._check_rate, keys=keys, args=args)
         if admit:
             return None
         return rate_retry_after(int(prev_r), int(cur_r), int(prev_t), int(cur_t), now, rpm, tpm)
@@ -177,7 +186,7 @@ class RedisCounters:
         if scope.tokens_per_minute is None or tokens <= 0:
             return
         key = self._rate_key("tokens", rate_bucket(now), scope.id)
-        await self._add_tokens(keys=[key], args=[int(tokens), _RATE_TTL_S])
+        await self._call(self._add_tokens, keys=[key], args=[int(tokens), _RATE_TTL_S])
 
     async def reserve(
         self, scopes: Sequence[BudgetScope], amount: float, now: float, hold_s: float
@@ -189,7 +198,7 @@ class RedisCounters:
         for scope in scopes:
             keys += self._budget_keys(scope)
             args += [repr(float(scope.limit_usd)), _ttl(scope)]
-        refused, used = await self._reserve(keys=keys, args=args)
+        refused, used = await self._call(self._reserve, keys=keys, args=args)
         if refused:
             raise BudgetExceeded(scopes[int(refused) - 1], float(used))
         return reservation
@@ -201,22 +210,33 @@ class RedisCounters:
         for scope in reservation.scopes:
             keys += self._budget_keys(scope)
             args.append(_ttl(scope))
-        await self._settle(keys=keys, args=args)
+        await self._call(self._settle, keys=keys, args=args)
 
     async def spent(self, scope: BudgetScope, now: float | None = None) -> tuple[float, float]:
         """(spent, reserved) in the scope's window; reservations lapsed at ``now`` (default:
         the wall clock, which is what callers pass elsewhere) do not count."""
         at = time.time() if now is None else now
-        spent, held = await self._spent(keys=self._budget_keys(scope), args=[repr(at), _ttl(scope)])
+        spent, held = await self._call(
+            self._spent, keys=self._budget_keys(scope), args=[repr(at), _ttl(scope)]
+        )
         return float(spent), float(held)
 
     async def set_spent_floor(self, scope: BudgetScope, spent: float) -> None:
         """Raise the window's spent figure to at least ``spent``."""
-        await self._floor(keys=[self._budget_keys(scope)[0]], args=[repr(float(spent)), _ttl(scope)])
+        await self._call(
+            self._floor, keys=[self._budget_keys(scope)[0]], args=[repr(float(spent)), _ttl(scope)]
+        )
 
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
+
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
+        """Run one Lua script; Redis failures become ``CountersUnavailable``, in this one place."""
+        try:
+            return await script(keys=keys, args=args)
+        except (aioredis.RedisError, OSError) as exc:
+            raise CountersUnavailable(f"the counter store is unavailable ({type(exc).__name__})") from exc
 
     def _rate_key(self, metric: str, bucket: int, scope_id: str) -> str:
         return f"{self._tag}rate:{metric}:{bucket}:{scope_id}"
