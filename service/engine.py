@@ -174,7 +174,10 @@ class ChatEngine:
                 )
             except BaseException:
                 if reservation is not None:  # nothing was spent on this target: release it
-                    await governance.settle(call.admission, reservation, None, 0)
+                    try:
+                        await governance.settle(call.admission, reservation, None, 0)
+                    except Exception:  # the target's own error is the one the caller must see
+                        log.exception("releasing a budget reservation failed")
                 raise
             call.reservation = reservation
             call.target = target
