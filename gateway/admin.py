@@ -67,7 +67,7 @@ def _endpoint(
                 if not isinstance(data, dict):
                     return gateway_error(400, "invalid_request_error", "the body must be a JSON object")
                 target = message if body_field == "*" else getattr(message, body_field)
-                json_format.ParseDict(data, target)
+                json_format.ParseDict(_lists_as_string_lists(data, target), target)
             query = {k: v for k, v in request.query_params.items()}
             if query:
                 json_format.ParseDict(query, message)
@@ -82,6 +82,21 @@ def _endpoint(
         return Response(orjson.dumps(message_to_json(reply)), media_type="application/json")
 
     return endpoint
+
+
+def _lists_as_string_lists(data: dict[str, Any], target: Message) -> dict[str, Any]:
+    """Let REST callers write ``"allowed_models": ["a*"]`` for a ``StringList`` field (proto3 needs
+    the wrapper message to tell "set to empty" from "unchanged")."""
+    fields = target.DESCRIPTOR.fields_by_name
+    return {
+        name: {"values": value}
+        if isinstance(value, list)
+        and name in fields
+        and fields[name].message_type is not None
+        and fields[name].message_type.full_name == "switchyard.v1.StringList"
+        else value
+        for name, value in data.items()
+    }
 
 
 def _message_class(name: str) -> type[Message]:

@@ -528,6 +528,11 @@ def test_key_lifecycle_through_the_admin_api(gov: Stack, http: httpx.Client) -> 
     ).json()
     assert updated["name"] == "renamed" and updated["allowed_models"] == []
     assert updated["rate_limit"] == {"requests_per_minute": 9}
+    plain_list = http.patch(
+        f"/api/keys/{key_id}", json={"allowed_providers": ["azure"]}, headers=admin_headers()
+    )
+    assert plain_list.json()["allowed_providers"] == ["azure"]
+    assert plain_list.json()["allowed_models"] == []  # not named: unchanged
     assert post(http, "any", {"api-key": secret}).status_code == 200
     rotated = http.post(f"/api/keys/{key_id}/rotate", headers=admin_headers()).json()
     new_secret = rotated["secret"]
