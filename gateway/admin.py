@@ -26,7 +26,7 @@ from starlette.routing import Route
 from gateway.backend import BackendError, ChatBackend, Metadata
 from gateway.errors import error_response, gateway_error
 from switchyard.codec import message_to_json
-from switchyard.v1 import admin_pb2
+from switchyard.v1 import admin_pb2, chat_pb2
 
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"]
 _VARIABLE = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_.]*)\}")
@@ -92,8 +92,7 @@ def _lists_as_string_lists(data: dict[str, Any], target: Message) -> dict[str, A
         name: {"values": value}
         if isinstance(value, list)
         and name in fields
-        and fields[name].message_type is not None
-        and fields[name].message_type.full_name == "switchyard.v1.StringList"
+        and fields[name].message_type is chat_pb2.StringList.DESCRIPTOR
         else value
         for name, value in data.items()
     }

@@ -49,8 +49,6 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 return await work()
             except StoreError as exc:
                 raise GatewayError(503, "store_unavailable", f"the store failed: {exc}") from None
-            except CountersUnavailable as exc:
-                raise GatewayError(503, "counters_unavailable", str(exc)) from None
         except GatewayError as err:
             body = err.to_body(model_requested="", request_type="admin", attempts=[])
             await context.abort(*encode_status(body, err.retry_after_s))
