@@ -6,6 +6,12 @@ COPY switchyard ./switchyard
 COPY service ./service
 COPY gateway ./gateway
 RUN pip install --no-cache-dir .
-ENV SWITCHYARD_CONFIG=/etc/switchyard/config.yaml
+# A plain `docker run -p 8080:8080 IMAGE` serves the built-in config (switchyard/default.yaml), which
+# binds loopback unless these say otherwise; inside a container loopback is unreachable from `-p`.
+# No SWITCHYARD_CONFIG here: nothing is mounted on a plain run. Mount a file and pass --config to use
+# your own, as docker-compose.yml does.
+ENV SWITCHYARD_HTTP_HOST=0.0.0.0 \
+    SWITCHYARD_GRPC_HOST=0.0.0.0
+EXPOSE 8080 50051
 # Overridden per container in docker-compose.yml.
 CMD ["switchyard", "serve"]

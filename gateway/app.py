@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -26,12 +27,17 @@ from starlette.types import Receive, Scope, Send
 from gateway.admin import admin_routes
 from gateway.backend import BackendError, ChatBackend, Metadata
 from gateway.errors import error_response, gateway_error, sse_error_event
+from gateway.request_ids import RequestIdMiddleware, request_id_of
+from gateway.streams import OpenStreams
 from switchyard import codec
 from switchyard.config import Config
+from switchyard.errors import DecodedError, error_body
+from switchyard.request_id import HEADER as REQUEST_ID_HEADER
 from switchyard.v1 import chat_pb2 as pb
 
 # Request headers passed on to the service as gRPC call metadata (auth is enforced there).
-FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "x-request-id")
+# The request id goes too, but as RequestIdMiddleware checked (or made) it.
+FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk")
 _FORWARDED = frozenset(name.encode() for name in FORWARDED_HEADERS)
 T = TypeVar("T")
 log = logging.getLogger("switchyard.gateway")
@@ -62,6 +68,7 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
     limit = config.server.max_body_bytes
     timeout_s = config.timeouts.total_s
     state: dict[str, ChatBackend] = {}
+    streams = OpenStreams()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -78,27 +85,34 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
         await response(scope, receive, send)
 
     async def _chat(scope: Scope, receive: Receive) -> Response:
+        request_id = request_id_of(scope)
         try:
             raw = await _read_body(scope, receive, limit)
         except _TooLarge:
-            return gateway_error(413, "request_too_large", f"request body exceeds {limit} bytes")
+            return gateway_error(
+                413, "request_too_large", f"request body exceeds {limit} bytes", event_id=request_id
+            )
         except _ClientLeft:
             return Response(status_code=499)
         try:
             data: Any = codec.loads(raw)
         except ValueError as exc:
-            return gateway_error(400, "invalid_request_error", f"request body is not valid JSON: {exc}")
+            return gateway_error(
+                400, "invalid_request_error", f"request body is not valid JSON: {exc}", event_id=request_id
+            )
         headers, api_version = _request_meta(scope)
         try:
             chat_request = codec.request_from_dict(
                 data, deployment_id=scope["path_params"].get("deployment_id", ""), api_version=api_version
             )
         except codec.CodecError as exc:
-            return gateway_error(400, "invalid_request_error", exc.message, param=exc.param)
+            return gateway_error(
+                400, "invalid_request_error", exc.message, param=exc.param, event_id=request_id
+            )
 
         backend = state["backend"]
         if chat_request.stream:
-            return await _stream(backend, chat_request, headers, receive)
+            return await _stream(backend, chat_request, headers, receive, streams)
         try:
             response = await _unless_client_leaves(receive, backend.create(chat_request, headers, timeout_s))
         except BackendError as err:
@@ -140,20 +154,28 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
         log.error("unhandled error in the gateway", exc_info=exc)
         return gateway_error(500, "internal_error", "internal error in the gateway")
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
+        middleware=[Middleware(RequestIdMiddleware)],
         lifespan=lifespan,
         exception_handlers={404: http_error, 405: http_error, Exception: server_error},
     )
+    app.state.open_streams = streams  # the runner ends them when a shutdown's grace is over
+    return app
 
 
 async def _stream(
-    backend: ChatBackend, request: pb.ChatCompletionRequest, metadata: Metadata, receive: Receive
+    backend: ChatBackend,
+    request: pb.ChatCompletionRequest,
+    metadata: Metadata,
+    receive: Receive,
+    streams: OpenStreams,
 ) -> Response:
     chunks = backend.create_stream(request, metadata, None)
     # Wait for the first chunk before answering, so an error that happens before
     # any output still gets its real HTTP status instead of a 200 stream. The wait
     # can be long (reasoning models), so a client leaving meanwhile cancels it.
+    task = streams.add()
     try:
         first = await _unless_client_leaves(receive, anext(chunks))
     except StopAsyncIteration:
@@ -163,8 +185,16 @@ async def _stream(
     except _ClientLeft:
         await chunks.aclose()  # type: ignore[attr-defined]
         return Response(status_code=499)
+    except asyncio.CancelledError:
+        if not _ours(streams, task):
+            raise
+        await chunks.aclose()  # type: ignore[attr-defined]
+        return error_response(_shutting_down())
+    finally:
+        streams.discard(task)
 
     async def events() -> AsyncIterator[bytes]:
+        task = streams.add()
         try:
             if first is not None:
                 yield _sse(first)
@@ -173,10 +203,32 @@ async def _stream(
             yield _DONE
         except BackendError as err:
             yield sse_error_event(err.error)
+        except asyncio.CancelledError:
+            if not _ours(streams, task):
+                raise
+            yield sse_error_event(_shutting_down())
         finally:
+            streams.discard(task)
             await chunks.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+def _ours(streams: OpenStreams, task: asyncio.Task[Any] | None) -> bool:
+    """A cancel from the shutdown (not from the client leaving): undo it and answer instead."""
+    if task is None or not streams.ended_by_shutdown(task):
+        return False
+    task.uncancel()
+    return True
+
+
+def _shutting_down() -> DecodedError:
+    body = error_body(
+        503,
+        "server_shutting_down",
+        "the server is shutting down and its grace period for open streams has ended; retry",
+    )
+    return DecodedError(http_status=503, body=body, retry_after_s=None)
 
 
 async def _unless_client_leaves(receive: Receive, call: Awaitable[T]) -> T:
@@ -224,6 +276,9 @@ def _request_meta(scope: Scope) -> tuple[Metadata, str | None]:
         for name, value in scope["headers"]
         if name in _FORWARDED
     ]
+    request_id = request_id_of(scope)
+    if request_id is not None:
+        metadata.append((REQUEST_ID_HEADER, request_id))
     api_version = None
     query: bytes = scope.get("query_string", b"")
     if query:

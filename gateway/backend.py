@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.message import Message
 
 from switchyard.errors import DecodedError, decode_status
+from switchyard.grpc_options import RECONNECT_OPTIONS
 from switchyard.v1 import admin_pb2_grpc, chat_pb2_grpc
 from switchyard.v1 import chat_pb2 as pb
 
@@ -57,10 +58,14 @@ class ChatBackend(Protocol):
 
 
 class GrpcBackend:
-    """One long-lived channel to the service (create it inside the running loop)."""
+    """One long-lived channel to the service (create it inside the running loop).
+
+    Calls are not ``wait_for_ready``: while the service is down they fail at once with
+    UNAVAILABLE (503 to the REST caller) instead of queueing until their deadline.
+    """
 
     def __init__(self, target: str, options: Sequence[tuple[str, int]]) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=list(options))
+        self._channel = grpc.aio.insecure_channel(target, options=[*options, *RECONNECT_OPTIONS])
         self._stub = chat_pb2_grpc.ChatCompletionsStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._health_check = self._channel.unary_unary(
@@ -130,6 +135,9 @@ class _InProcessContext:
 
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    async def send_initial_metadata(self, metadata: Metadata) -> None:
+        return None  # the gateway made the request id it would carry, and already answers with it
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> None:
         raise _Aborted(code, details, trailing_metadata)

@@ -24,9 +24,11 @@ def error_response(error: DecodedError) -> Response:
     )
 
 
-def gateway_error(status: int, type_: str, message: str, *, param: str | None = None) -> Response:
+def gateway_error(
+    status: int, type_: str, message: str, *, param: str | None = None, event_id: str | None = None
+) -> Response:
     """An error the gateway finds itself (unparseable JSON, body too large)."""
-    body = error_body(status, type_, message, param=param)
+    body = error_body(status, type_, message, param=param, event_id=event_id)
     return error_response(DecodedError(http_status=status, body=body, retry_after_s=None))
 
 

@@ -23,6 +23,7 @@ from service.counters import CountersUnavailable
 from service.errors import GatewayError, invalid_request
 from service.governance import Admission, Governance, refusal
 from service.records import LogEntry, LogQuery, Team, UsageRow, VirtualKey
+from service.stats import ServiceStats
 from service.store import AlreadyExists, StoreError
 from switchyard.config import BUDGET_RESETS, BudgetConfig, RateLimitConfig
 from switchyard.errors import encode_status
@@ -36,8 +37,9 @@ _MAX_PAGE = 1000
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    def __init__(self, governance: Governance) -> None:
+    def __init__(self, governance: Governance, stats: ServiceStats | None = None) -> None:
         self._gov = governance
+        self._stats = stats or ServiceStats()
         self._store = governance.store
         self._cache = governance.keys
 
@@ -212,6 +214,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             page = await self._store.query_logs(
                 LogQuery(
                     key_id=request.key_id or None,
+                    request_id=request.request_id or None,
                     model=request.model or None,
                     status=request.status if request.HasField("status") else None,
                     start=request.start_time if request.HasField("start_time") else None,
@@ -245,7 +248,10 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         async def work() -> apb.Stats:
             gov = self._gov
             stats = apb.Stats(
-                unpriced_requests=gov.unpriced_requests, unpriced_models=sorted(gov.unpriced_models)
+                unpriced_requests=gov.unpriced_requests,
+                unpriced_models=sorted(gov.unpriced_models),
+                malformed_stream_chunks=self._stats.malformed_stream_chunks,
+                streams_ended_at_shutdown=self._stats.streams_ended_at_shutdown,
             )
             if gov.logs is not None:
                 stats.request_logs_dropped = gov.logs.dropped
@@ -340,7 +346,9 @@ def _budget(spec: apb.Budget) -> BudgetConfig:
     reset = spec.reset or "1mo"
     if reset not in BUDGET_RESETS:
         raise invalid_request(f"`budget.reset` must be one of {', '.join(BUDGET_RESETS)}", "budget.reset")
-    return BudgetConfig(max_usd=spec.max_usd, reset=reset, calendar_aligned=spec.calendar_aligned)
+    # Unset means calendar-aligned, the same default as the config file and the CLI.
+    aligned = spec.calendar_aligned if spec.HasField("calendar_aligned") else True
+    return BudgetConfig(max_usd=spec.max_usd, reset=reset, calendar_aligned=aligned)
 
 
 def _budget_view(budget: BudgetConfig) -> apb.Budget:
@@ -380,6 +388,7 @@ def _log_view(entry: LogEntry) -> apb.LogEntry:
         id=entry.id,
         ts=entry.ts,
         request_type=entry.request_type,
+        request_id=entry.request_id,
         key_id=entry.key_id or "",
         team_id=entry.team_id or "",
         model_requested=entry.model_requested,

@@ -9,25 +9,29 @@ and network gRPC callers share every line of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
 from service.counters import Reservation
-from service.errors import FailureClass, GatewayError
-from service.governance import OPEN, Admission, Governance
+from service.errors import FailureClass, GatewayError, invalid_request
+from service.governance import OPEN, Admission, Governance, Refused
 from service.providers import Provider, UpstreamRequest
 from service.records import LogEntry
 from service.resilience import RetryPolicy, call_target, call_with_fallbacks
 from service.routing import Router, Target
-from service.validation import validate_request
+from service.stats import ServiceStats
+from service.stream_parser import StreamParser
+from service.validation import find_bad_json, validate_request
 from switchyard import codec
 from switchyard.config import Config
+from switchyard.request_id import current_request_id, request_id_from_metadata
 from switchyard.v1 import chat_pb2 as pb
 
 log = logging.getLogger("switchyard.service")
@@ -49,12 +53,13 @@ class ChatError(Exception):
 Metadata = Iterable[tuple[str, str | bytes]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity
 class _Call:
     """Per-request state."""
 
     request: pb.ChatCompletionRequest
     request_type: str
+    request_id: str
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
     attempts: list[pb.Attempt] = field(default_factory=list)
@@ -66,6 +71,8 @@ class _Call:
     status: int = 200
     error_type: str | None = None
     completion: list[str] | None = None  # content for the request log, when it keeps content
+    # Set when the server ends this stream because its shutdown grace ran out.
+    shutting_down: bool = False
 
     @property
     def model_requested(self) -> str:
@@ -77,7 +84,10 @@ class _Call:
     def fail(self, err: GatewayError) -> ChatError:
         self.status, self.error_type = err.status, err.type
         body = err.to_body(
-            model_requested=self.model_requested, request_type=self.request_type, attempts=self.attempts
+            model_requested=self.model_requested,
+            request_type=self.request_type,
+            attempts=self.attempts,
+            event_id=self.request_id,
         )
         return ChatError(body, err.retry_after_s)
 
@@ -89,6 +99,7 @@ class ChatEngine:
         providers: Mapping[str, Provider],
         governance: Governance,
         router: Router | None = None,
+        stats: ServiceStats | None = None,
     ) -> None:
         self._config = config
         self._providers = providers
@@ -96,13 +107,40 @@ class ChatEngine:
         self._router = router or Router(config)
         self._retry = RetryPolicy(config.retries)
         self._raw = config.logging.raw_request
+        self.stats = stats or ServiceStats()
+        # Streams being served, with the task that reads each: at the end of a shutdown
+        # grace they are ended with a 503 error rather than cut mid-body.
+        self._open_streams: dict[_Call, asyncio.Task[Any] | None] = {}
+        self._no_open_streams = asyncio.Event()
+        self._no_open_streams.set()
+
+    def end_open_streams(self) -> int:
+        """End every stream still open with a 503 ``server_shutting_down`` error; return how many."""
+        for call, task in list(self._open_streams.items()):
+            if task is not None and not call.shutting_down:
+                call.shutting_down = True
+                task.cancel()
+        return len(self._open_streams)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._open_streams)
+
+    async def streams_closed(self) -> None:
+        """Return once no stream is open."""
+        await self._no_open_streams.wait()
 
     # ---------------------------------------------------------------- unary
 
     async def create(
-        self, request: pb.ChatCompletionRequest, timeout_s: float | None = None, metadata: Metadata = ()
+        self,
+        request: pb.ChatCompletionRequest,
+        timeout_s: float | None = None,
+        metadata: Metadata = (),
+        request_id: str | None = None,
     ) -> pb.ChatCompletionResponse:
-        call = _Call(request, REQUEST_TYPE)
+        call = _Call(request, REQUEST_TYPE, request_id or request_id_from_metadata(metadata))
+        current_request_id.set(call.request_id)
         try:
             async with asyncio.timeout(self._budget(timeout_s)):
                 return await self._create(call, metadata)
@@ -124,7 +162,7 @@ class ChatEngine:
             provider: Provider, upstream: UpstreamRequest, target: Target
         ) -> pb.ChatCompletionResponse:
             raw = await provider.chat(upstream)
-            response = codec.response_from_dict(_parse(raw, target), pb.ChatCompletionResponse)
+            response = _from_upstream(_parse(raw, target), pb.ChatCompletionResponse, target)
             if response.HasField("usage"):
                 self._account(call, response.usage, target, response.model)
             extra = response.extra_fields
@@ -146,13 +184,19 @@ class ChatEngine:
     ) -> T:
         """Admit, validate and route ``call``, then ``send`` it through retries and fallbacks."""
         governance = self._governance
-        call.admission = await governance.admit(metadata)
+        try:
+            call.admission = await governance.admit(metadata)
+        except Refused as err:
+            if err.admission is not None:  # the key was identified: log the refusal under it
+                call.admission = err.admission
+            raise
         request = call.request
         validate_request(request)
         if governance.include_content:
             call.completion = []
         stream = call.request_type == STREAM_REQUEST_TYPE
-        body = self._base_body(request, stream=stream)
+        with _unserialisable(request):
+            body = self._base_body(request, stream=stream)
         plan = governance.check_plan(
             call.admission, self._router.plan(call.model_requested, request.fallbacks)
         )
@@ -160,7 +204,8 @@ class ChatEngine:
 
         async def try_target(target: Target) -> T:
             provider = self._provider(target)
-            payload = self._payload(provider, body, target)
+            with _unserialisable(request):
+                payload = self._payload(provider, body, target)
             reservation = await governance.reserve(call.admission, target, request, len(payload))
 
             async def attempt(key_index: int) -> T:
@@ -225,21 +270,39 @@ class ChatEngine:
                 total_tokens=usage.total_tokens if usage else 0,
                 cost=call.cost,
                 content_json=content,
+                request_id=call.request_id,
             )
         )
 
     # ---------------------------------------------------------------- streaming
 
     async def create_stream(
-        self, request: pb.ChatCompletionRequest, timeout_s: float | None = None, metadata: Metadata = ()
+        self,
+        request: pb.ChatCompletionRequest,
+        timeout_s: float | None = None,
+        metadata: Metadata = (),
+        request_id: str | None = None,
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
         """Chunks as they arrive. Fallback is possible until the first content chunk is yielded."""
-        call = _Call(request, STREAM_REQUEST_TYPE)
+        call = _Call(request, STREAM_REQUEST_TYPE, request_id or request_id_from_metadata(metadata))
+        current_request_id.set(call.request_id)
         chunks = self._stream(call, timeout_s, metadata)
+        open_streams = self._open_streams
         try:
+            # The reading task can change (the gateway reads the first chunk in the request's
+            # task, the rest in the response's), so it is noted again after every chunk.
+            open_streams[call] = asyncio.current_task()
+            self._no_open_streams.clear()
             async for chunk in chunks:
                 yield chunk
+                open_streams[call] = asyncio.current_task()
         except asyncio.CancelledError:
+            if call.shutting_down:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # our own cancel, turned into an answer: not a cancellation
+                self.stats.streams_ended_at_shutdown += 1
+                raise call.fail(_shutdown_error()) from None
             call.status, call.error_type = 499, "cancelled"
             raise
         except GeneratorExit:
@@ -253,6 +316,9 @@ class ChatEngine:
             call.status, call.error_type = 500, "internal_error"  # a bug: the caller gets a 500 too
             raise
         finally:
+            open_streams.pop(call, None)
+            if not open_streams:
+                self._no_open_streams.set()
             await chunks.aclose()  # type: ignore[attr-defined]
             await self._finish(call)
 
@@ -273,24 +339,43 @@ class ChatEngine:
 
         want_usage = request.stream_options.include_usage if request.HasField("stream_options") else False
         index = 0
-        parsed_chunks = _parsed_chunks(held, rest, target)
+        finished = False  # a choice has sent its finish_reason
+        chunks = _chunks(held, rest)
         try:
-            async for parsed in parsed_chunks:
-                chunk = self._chunk(parsed, call, target, want_usage, index)
-                if chunk is not None:
+            async for chunk in chunks:
+                if not finished:
+                    finished = any(choice.finish_reason for choice in chunk.choices)
+                out = self._chunk(chunk, call, target, want_usage, index)
+                if out is not None:
                     index += 1
-                    yield chunk
+                    yield out
         except GatewayError as err:
-            log.warning("stream from %s failed after %d chunks: %s", target.label, index, err.type)
+            if finished and call.usage is not None:
+                # The final chunk and the usage arrived; only the end marker ([DONE]) did not.
+                # The answer is whole and accounted for, so the caller gets it as a success.
+                log.info(
+                    "stream from %s ended without its end marker after the final chunk (%s); "
+                    "treated as complete request_id=%s",
+                    target.label,
+                    err.type,
+                    call.request_id,
+                )
+                return
+            log.warning(
+                "stream from %s failed after %d chunks: %s request_id=%s",
+                target.label,
+                index,
+                err.type,
+                call.request_id,
+            )
             raise call.fail(err) from None
         finally:
-            await parsed_chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()  # type: ignore[attr-defined]
             await rest.aclose()  # type: ignore[attr-defined]
 
     def _chunk(
-        self, parsed: dict[str, Any], call: _Call, target: Target, want_usage: bool, index: int
+        self, chunk: pb.ChatCompletionChunk, call: _Call, target: Target, want_usage: bool, index: int
     ) -> pb.ChatCompletionChunk | None:
-        chunk = codec.response_from_dict(parsed, pb.ChatCompletionChunk)
         if chunk.HasField("usage"):
             self._account(call, chunk.usage, target, chunk.model)
             if not want_usage and not chunk.choices:
@@ -304,24 +389,23 @@ class ChatEngine:
 
     async def _open_stream(
         self, call: _Call, metadata: Metadata
-    ) -> tuple[Target, list[dict[str, Any]], AsyncIterator[bytes]]:
+    ) -> tuple[Target, list[pb.ChatCompletionChunk], AsyncIterator[pb.ChatCompletionChunk]]:
         """Find an upstream whose stream gets as far as its first content chunk."""
 
         async def send(
             provider: Provider, upstream: UpstreamRequest, target: Target
-        ) -> tuple[Target, list[dict[str, Any]], AsyncIterator[bytes]]:
-            stream = provider.stream_chat(upstream)
+        ) -> tuple[Target, list[pb.ChatCompletionChunk], AsyncIterator[pb.ChatCompletionChunk]]:
+            chunks = StreamParser(target, self.stats).chunks(provider.stream_chat(upstream))
             # Chunks before the first content (Azure's filter results, the role
-            # chunk) are held back, parsed, so a failure up to there can still fall back.
-            held: list[dict[str, Any]] = []
+            # chunk) are held back, so a failure up to there can still fall back.
+            held: list[pb.ChatCompletionChunk] = []
             try:
-                async for data in stream:
-                    chunk = _parse(data, target)
+                async for chunk in chunks:
                     held.append(chunk)
                     if _has_content(chunk):
-                        return target, held, stream
+                        return target, held, chunks
             except BaseException:
-                await stream.aclose()  # type: ignore[attr-defined]
+                await chunks.aclose()  # type: ignore[attr-defined]
                 raise
             return target, held, _empty()
 
@@ -396,30 +480,63 @@ def _parse(raw: bytes, target: Target) -> dict[str, Any]:
         ) from None
 
 
-def _has_content(chunk: dict[str, Any]) -> bool:
+M = TypeVar("M", pb.ChatCompletionResponse, pb.ChatCompletionChunk)
+
+
+def _from_upstream(data: dict[str, Any], cls: type[M], target: Target) -> M:
+    try:
+        return codec.response_from_dict(data, cls)
+    except codec.CodecError as exc:
+        raise GatewayError(
+            502,
+            "upstream_bad_response",
+            f"the upstream answered with a malformed {cls.DESCRIPTOR.name}: {exc.message}",
+            failure=FailureClass.TRANSIENT,
+            provider=target.provider,
+            model=target.model,
+        ) from None
+
+
+@contextlib.contextmanager
+def _unserialisable(request: pb.ChatCompletionRequest) -> Iterator[None]:
+    """A request whose upstream body cannot be built is the caller's fault: a 400, never a 500.
+
+    Free-form JSON is checked on the way in (``validate_request``, the codec), so this is
+    the backstop for what those checks do not foresee."""
+    try:
+        yield
+    except (ValueError, TypeError, RecursionError) as exc:
+        param = find_bad_json(request) or "body"
+        raise invalid_request(
+            f"the request cannot be sent upstream: `{param}` cannot be serialised as JSON ({exc})",
+            param,
+        ) from None
+
+
+def _has_content(chunk: pb.ChatCompletionChunk) -> bool:
     """Does this chunk carry something the client must see (so no fallback after it)?"""
-    for choice in chunk.get("choices") or ():
-        if choice.get("finish_reason"):
+    for choice in chunk.choices:
+        if choice.finish_reason:
             return True
-        delta = choice.get("delta") or {}
-        if delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or delta.get("reasoning"):
+        delta = choice.delta
+        if delta.text or delta.tool_calls or delta.refusal or delta.reasoning or delta.reasoning_details:
             return True
-        if delta.get("audio") or delta.get("function_call"):
+        if delta.HasField("parts") or delta.HasField("audio") or "function_call" in delta.extra_json:
             return True
-    return bool(chunk.get("usage")) and not chunk.get("choices")
+    return chunk.HasField("usage") and not chunk.choices
 
 
-async def _parsed_chunks(
-    held: list[dict[str, Any]], rest: AsyncIterator[bytes], target: Target
-) -> AsyncIterator[dict[str, Any]]:
-    """The held (already parsed) chunks, then the rest of the upstream stream, parsed."""
+async def _chunks(
+    held: list[pb.ChatCompletionChunk], rest: AsyncIterator[pb.ChatCompletionChunk]
+) -> AsyncIterator[pb.ChatCompletionChunk]:
+    """The held chunks, then the rest of the upstream stream."""
     for chunk in held:
         yield chunk
-    async for data in rest:
-        yield _parse(data, target)
+    async for chunk in rest:
+        yield chunk
 
 
-async def _empty() -> AsyncIterator[bytes]:
+async def _empty() -> AsyncIterator[pb.ChatCompletionChunk]:
     return
     yield  # pragma: no cover
 
@@ -438,6 +555,15 @@ def _attempts_json(attempts: list[pb.Attempt]) -> str:
             for a in attempts
         ]
     ).decode()
+
+
+def _shutdown_error() -> GatewayError:
+    return GatewayError(
+        503,
+        "server_shutting_down",
+        "the server is shutting down and its grace period for open streams has ended; retry",
+        failure=FailureClass.TRANSIENT,
+    )
 
 
 def _deadline_error() -> GatewayError:

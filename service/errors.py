@@ -71,7 +71,14 @@ class GatewayError(Exception):
         self.provider = provider
         self.model = model
 
-    def to_body(self, *, model_requested: str, request_type: str, attempts: list[pb.Attempt]) -> pb.ErrorBody:
+    def to_body(
+        self,
+        *,
+        model_requested: str,
+        request_type: str,
+        attempts: list[pb.Attempt],
+        event_id: str | None = None,
+    ) -> pb.ErrorBody:
         return error_body(
             self.status,
             self.type,
@@ -84,6 +91,7 @@ class GatewayError(Exception):
             request_type=request_type,
             attempts=attempts,
             from_gateway=not self.from_upstream,
+            event_id=event_id,
         )
 
     def to_attempt(self) -> pb.Attempt:

@@ -56,13 +56,28 @@ _RECOVERY_MEMORY = 10_000
 _SCOPE_CACHE_LIMIT = 10_000
 
 
+class Refused(GatewayError):
+    """A governance refusal: the caller's problem, so never retried and never a fallback.
+
+    ``admission`` is who was refused, once the virtual key is known (an inactive, expired
+    or rate-limited key), so the request log files the refusal under that key and team.
+    """
+
+    admission: Admission | None = None
+
+
 def refusal(
-    status: int, type_: str, message: str, *, code: str | None = None, retry_after_s: float | None = None
-) -> GatewayError:
-    """A governance refusal: the caller's problem, so never retried and never a fallback."""
-    return GatewayError(
-        status, type_, message, failure=FailureClass.CALLER, code=code, retry_after_s=retry_after_s
-    )
+    status: int,
+    type_: str,
+    message: str,
+    *,
+    code: str | None = None,
+    retry_after_s: float | None = None,
+    admission: Admission | None = None,
+) -> Refused:
+    err = Refused(status, type_, message, failure=FailureClass.CALLER, code=code, retry_after_s=retry_after_s)
+    err.admission = admission
+    return err
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,12 +229,16 @@ class Governance:
             if not self._required:
                 return OPEN
             raise refusal(401, "invalid_credentials", "unknown virtual key")
-        if not key.active or key.revoked_at is not None:
-            raise refusal(403, "virtual_key_inactive", f"virtual key {key.id!r} is not active")
-        if key.expires_at is not None and key.expires_at <= now:
-            raise refusal(403, "virtual_key_expired", f"virtual key {key.id!r} has expired")
         admission = Admission(identity, key, self.keys.team(key.team_id))
-        await self._check_rate(key, now)
+        if not key.active or key.revoked_at is not None:
+            raise refusal(
+                403, "virtual_key_inactive", f"virtual key {key.id!r} is not active", admission=admission
+            )
+        if key.expires_at is not None and key.expires_at <= now:
+            raise refusal(
+                403, "virtual_key_expired", f"virtual key {key.id!r} has expired", admission=admission
+            )
+        await self._check_rate(admission, now)
         return admission
 
     async def _find_key(self, identity: Identity, now: float) -> VirtualKey | None:
@@ -233,7 +252,9 @@ class Governance:
                 503, "store_unavailable", "the key store is unavailable", failure=FailureClass.CONFIG
             ) from None
 
-    async def _check_rate(self, key: VirtualKey, now: float) -> None:
+    async def _check_rate(self, admission: Admission, now: float) -> None:
+        key = admission.key
+        assert key is not None
         scope = _rate_scope(key)
         if scope is None:
             return
@@ -246,6 +267,7 @@ class Governance:
                 f"virtual key {key.id!r} is over its rate limit; retry in {wait:.1f}s",
                 code="virtual_key_rate_limit",
                 retry_after_s=wait,
+                admission=admission,
             )
 
     # ---------------------------------------------------------------- 2. what the key may reach

@@ -67,6 +67,7 @@ class LogEntry:
     total_tokens: int = 0
     cost: float | None = None  # None: the model has no price
     content_json: str | None = None  # prompt and completion, only when request_logs.include_content
+    request_id: str = ""  # the caller's x-request-id, or the one Switchyard made (not unique)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class LogQuery:
     """A page of the request log, newest first. ``cursor`` is the last page's ``next_cursor``."""
 
     key_id: str | None = None
+    request_id: str | None = None
     model: str | None = None  # matches model_requested or model_served
     status: int | None = None
     start: float | None = None  # ts >= start

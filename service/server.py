@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from service.providers import Provider, build_provider
 from service.request_log import RequestLogWriter
 from service.servicer import ChatCompletionsServicer
 from service.store import open_store
-from switchyard.config import Config
+from switchyard.config import Config, ConfigError
 from switchyard.grpc_options import grpc_options
 from switchyard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
@@ -43,53 +44,105 @@ class RunningService:
 
     async def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, finish in-flight calls within ``grace_s``, close upstream clients,
-        then flush the request log (nothing logged so far is lost) and close the store."""
+        then flush the request log (nothing logged so far is lost) and close the store.
+
+        Streams still open when the grace ends get an answer (UNAVAILABLE,
+        ``server_shutting_down``) rather than being cut; gRPC's own cancel, a moment
+        later, is the backstop for unary calls."""
         self.serving = False
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace_s)
+        stopping = asyncio.ensure_future(self.server.stop(grace_s + STREAM_END_S))
+        await end_streams_after(self.servicer.engine, grace_s)
+        await stopping
         await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)
         await self.governance.aclose()
 
 
+# How long streams ended at shutdown get to deliver their error before being cut.
+STREAM_END_S = 1.0
+
+
+async def end_streams_after(engine: ChatEngine, grace_s: float) -> None:
+    """Wait up to ``grace_s`` for open streams to finish, then end the rest with a 503."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace_s):
+            await engine.streams_closed()
+    if not engine.open_streams:
+        return
+    ended = engine.end_open_streams()
+    log.warning("shutdown grace over: ending %d open stream(s) with 503 server_shutting_down", ended)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STREAM_END_S):
+            await engine.streams_closed()
+
+
 async def start_governance(config: Config) -> Governance:
-    """Open the store (running migrations), the counters and the price table; seed config keys."""
+    """Open the store (running migrations), the counters and the price table; seed config keys.
+
+    On failure nothing stays open: the store's thread would otherwise keep the process alive."""
+    try:
+        prices = PriceTable.load(config.pricing)  # first: it opens nothing
+    except ValueError as exc:
+        raise ConfigError("pricing.file", str(exc)) from None
     store = open_store(config.store.url)
     await store.open()
-    logs = RequestLogWriter(store, config.request_logs) if config.request_logs.enabled else None
-    governance = Governance(
-        config, store, open_counters(config.store.redis_url), PriceTable.load(config.pricing), logs
-    )
-    await governance.start()
+    governance: Governance | None = None
+    try:
+        logs = RequestLogWriter(store, config.request_logs) if config.request_logs.enabled else None
+        governance = Governance(config, store, open_counters(config.store.redis_url), prices, logs)
+        await governance.start()
+    except BaseException:
+        if governance is not None:
+            await governance.aclose()  # closes the store too
+        else:
+            await store.aclose()
+        raise
     return governance
 
 
 async def start_service(config: Config, address: str | None = None) -> RunningService:
-    """Start the service on ``address`` (default: grpc_host:grpc_port; ``unix:/path`` works)."""
-    providers = {name: build_provider(p, config.timeouts) for name, p in config.providers.items()}
+    """Start the service on ``address`` (default: grpc_host:grpc_port; ``unix:/path`` works).
+
+    The port is bound first, so a port in use fails before anything is opened; a failure
+    after that closes what was opened (governance, upstream clients) before it propagates."""
+    address = address or f"{config.server.grpc_host}:{config.server.grpc_port}"
+    # Two servers must never silently share a port.
+    server = grpc.aio.server(options=[*grpc_options(config), ("grpc.so_reuseport", 0)])
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc says only "Failed to bind"; its own log line above says why
+        port = 0
+    if port == 0 and not address.startswith("unix:"):
+        raise OSError(f"cannot listen on {address} (gRPC): grpc could not bind it")
     for name, provider in config.providers.items():
         if not provider.keys:
             log.warning(
                 "provider %r has no keys configured: calls routed to it get 502 no_keys_available", name
             )
-    governance = await start_governance(config)
-    servicer = ChatCompletionsServicer(ChatEngine(config, providers, governance))
-    admin = AdminServicer(governance)
-    # Two servers must never silently share a port.
-    server = grpc.aio.server(options=[*grpc_options(config), ("grpc.so_reuseport", 0)])
-    chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)
-    admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    address = address or f"{config.server.grpc_host}:{config.server.grpc_port}"
-    port = server.add_insecure_port(address)
-    if port == 0 and not address.startswith("unix:"):
-        raise OSError(f"cannot bind the gRPC server to {address}")
-    await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    providers: dict[str, Provider] = {}
+    governance: Governance | None = None
+    try:
+        governance = await start_governance(config)
+        providers = {name: build_provider(p, config.timeouts) for name, p in config.providers.items()}
+        engine = ChatEngine(config, providers, governance)
+        servicer = ChatCompletionsServicer(engine)
+        admin = AdminServicer(governance, engine.stats)
+        chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)
+        admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        await server.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    except BaseException:
+        await server.stop(None)
+        await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+        if governance is not None:
+            await governance.aclose()
+        raise
     log.info("gRPC service listening on %s", address if address.startswith("unix:") else f"port {port}")
     return RunningService(server, health_servicer, servicer, admin, governance, providers, port)
 

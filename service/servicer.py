@@ -8,21 +8,25 @@ import grpc
 
 from service.engine import ChatEngine, ChatError
 from switchyard.errors import encode_status
+from switchyard.request_id import HEADER as REQUEST_ID_HEADER
+from switchyard.request_id import request_id_from_metadata
 from switchyard.v1 import chat_pb2 as pb
 from switchyard.v1 import chat_pb2_grpc
 
 
 class ChatCompletionsServicer(chat_pb2_grpc.ChatCompletionsServicer):
     def __init__(self, engine: ChatEngine) -> None:
-        self._engine = engine
+        self.engine = engine
 
     async def Create(  # gRPC method names are CamelCase
         self, request: pb.ChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.ChatCompletionResponse:
+        metadata = context.invocation_metadata() or ()
+        request_id = request_id_from_metadata(metadata)
+        # The request id goes back as initial metadata, on success and on error alike.
+        await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
         try:
-            return await self._engine.create(
-                request, context.time_remaining(), context.invocation_metadata() or ()
-            )
+            return await self.engine.create(request, context.time_remaining(), metadata, request_id)
         except ChatError as err:
             await context.abort(*encode_status(err.body, err.retry_after_s))
             raise AssertionError("unreachable") from None  # abort() always raises
@@ -30,9 +34,10 @@ class ChatCompletionsServicer(chat_pb2_grpc.ChatCompletionsServicer):
     async def CreateStream(  # gRPC method names are CamelCase
         self, request: pb.ChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
-        stream = self._engine.create_stream(
-            request, context.time_remaining(), context.invocation_metadata() or ()
-        )
+        metadata = context.invocation_metadata() or ()
+        request_id = request_id_from_metadata(metadata)
+        await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+        stream = self.engine.create_stream(request, context.time_remaining(), metadata, request_id)
         try:
             async for chunk in stream:
                 yield chunk

@@ -5,7 +5,10 @@ Type checks happen earlier, where JSON becomes proto (``switchyard.codec``).
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
+
 from service.errors import GatewayError, invalid_request
+from switchyard.codec import MAX_JSON_DEPTH, json_text_depth_over
 from switchyard.v1 import chat_pb2 as pb
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -26,6 +29,20 @@ def validate_request(request: pb.ChatCompletionRequest) -> None:
     for i, message in enumerate(request.messages):
         if not message.role:
             raise invalid_request("every message needs a `role`", f"messages[{i}].role")
+        if message.extra_json:
+            _check_json_text(message.extra_json, f"messages[{i}]")
+    # Free-form JSON text from a gRPC caller (REST callers' was checked as it was parsed).
+    # Counting brackets first keeps this to a few string scans per request.
+    if request.extra_json:
+        _check_json_text(request.extra_json, "body")
+    if request.HasField("tool_choice_json"):
+        _check_json_text(request.tool_choice_json, "tool_choice")
+    for i, tool in enumerate(request.tools):
+        if tool.function.HasField("parameters_json"):
+            _check_json_text(tool.function.parameters_json, f"tools[{i}].function.parameters")
+    schema = request.response_format.json_schema
+    if schema.HasField("schema_json"):
+        _check_json_text(schema.schema_json, "response_format.json_schema.schema")
     for name, low, high in _RANGES:
         if request.HasField(name):
             value = getattr(request, name)
@@ -47,4 +64,39 @@ def validate_request(request: pb.ChatCompletionRequest) -> None:
             )
 
 
-__all__ = ["REASONING_EFFORTS", "GatewayError", "validate_request"]
+def _check_json_text(text: str, param: str) -> None:
+    try:
+        too_deep = json_text_depth_over(text)
+    except ValueError:
+        raise invalid_request(f"`{param}` is not valid JSON", param) from None
+    if too_deep:
+        raise invalid_request(f"`{param}` is JSON nested deeper than {MAX_JSON_DEPTH} levels", param)
+
+
+def find_bad_json(message: Message, path: str = "") -> str | None:
+    """The param of the first free-form JSON text in ``message`` that is invalid or too deep.
+
+    For the error path only (it visits every field): when building the upstream body
+    failed, this says which field to name in the 400.
+    """
+    for fd, value in message.ListFields():
+        name = fd.name
+        if name.endswith("_json"):
+            param = (f"{path}.{name[:-5]}" if path else name[:-5]) if name != "extra_json" else path
+            try:
+                bad = json_text_depth_over(value)
+            except ValueError:
+                bad = True
+            if bad:
+                return param or "body"
+        elif fd.message_type is not None and not fd.message_type.GetOptions().map_entry:
+            field_path = f"{path}.{name}" if path else name
+            items = enumerate(value) if fd.is_repeated else ((None, value),)
+            for i, item in items:
+                found = find_bad_json(item, field_path if i is None else f"{field_path}[{i}]")
+                if found is not None:
+                    return found
+    return None
+
+
+__all__ = ["REASONING_EFFORTS", "GatewayError", "find_bad_json", "validate_request"]

@@ -108,7 +108,8 @@ def _keys(args: argparse.Namespace) -> int:
         )
         return 2
     metadata = (("authorization", f"Bearer {token}"),)
-    with grpc.insecure_channel(args.service or config.server.grpc_target) as channel:
+    target = args.service or config.server.grpc_target
+    with grpc.insecure_channel(target) as channel:
         stub = admin_pb2_grpc.AdminStub(channel)
         try:
             if args.action == "create":
@@ -139,7 +140,7 @@ def _keys(args: argparse.Namespace) -> int:
                 )
                 print(f"revoked {reply.id}")
         except grpc.RpcError as err:
-            print(f"switchyard: {_error_text(err)}", file=sys.stderr)
+            print(f"switchyard: {_error_text(err, target)}", file=sys.stderr)
             return 1
     return 0
 
@@ -167,12 +168,29 @@ def _create_request(args: argparse.Namespace) -> apb.CreateVirtualKeyRequest:
     return request
 
 
-def _error_text(err: grpc.RpcError) -> str:
+def _error_text(err: grpc.RpcError, target: str) -> str:
+    """One line for a failed admin call, with what to check for the two first-run mistakes."""
     status = rpc_status.from_call(err)  # type: ignore[arg-type]
     if status is not None:
         for detail in status.details:
             if detail.Is(chat_pb2.ErrorBody.DESCRIPTOR):
                 body = chat_pb2.ErrorBody()
                 detail.Unpack(body)
-                return f"{body.status_code} {body.type}: {body.error.message}"
-    return f"{err.code().name}: {err.details()}"  # type: ignore[attr-defined]
+                text = f"{body.status_code} {body.type}: {body.error.message}"
+                if body.status_code == 401:
+                    # The usual cause: the server was started before the token was exported.
+                    text += (
+                        " (the server must have been started with this same SWITCHYARD_ADMIN_TOKEN"
+                        " in its environment)"
+                    )
+                return text
+    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
+    text = f"{code.name}: {err.details()}"  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNAVAILABLE:
+        # No ErrorBody: nothing answered at all (a service that answers says why it is unavailable).
+        return (
+            f"{code.name}: nothing answered at {target}: Switchyard may not be running there, or not"
+            f" listening yet (start it and wait until it is ready, or name its address with --service)"
+            f" [{err.details()}]"  # type: ignore[attr-defined]
+        )
+    return text

@@ -4,7 +4,7 @@
   (``--backend inprocess``, the default) or over its own gRPC port
   (``--backend grpc``); the gRPC port stays open for gRPC consumers either way.
 - ``service``: the gRPC service alone.  ``gateway``: the REST gateway alone,
-  reaching the service at ``server.service_address``.
+  reaching the service at ``--service`` (else ``server.service_address``).
 
 Ctrl-C / SIGTERM stop cleanly: the gateway finishes in-flight requests, then
 the service does, within ``server.shutdown_grace_s``.
@@ -25,7 +25,7 @@ import logging
 import sys
 from collections.abc import Coroutine
 
-from switchyard.config import Config, ConfigError, load_config
+from switchyard.config import Config, ConfigError, check_port, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--config", help="YAML config file (default: $SWITCHYARD_CONFIG, else the built-in one)"
         )
+        # Strings, checked in _with_overrides: a bad value is then one line like any config error.
         if name in ("serve", "gateway"):
-            cmd.add_argument("--http-port", type=int, help="override server.http_port")
+            cmd.add_argument("--http-port", metavar="PORT", help="override server.http_port")
         if name in ("serve", "service"):
-            cmd.add_argument("--grpc-port", type=int, help="override server.grpc_port")
+            cmd.add_argument("--grpc-port", metavar="PORT", help="override server.grpc_port")
+        if name == "gateway":
+            cmd.add_argument(
+                "--service",
+                metavar="HOST:PORT",
+                help="where the service listens, host:port or unix:/path (override server.service_address)",
+            )
         if name == "serve":
             cmd.add_argument(
                 "--backend",
@@ -65,11 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(admin_cli.run(args))
 
     try:
-        config = load_config(args.config)
+        config = _with_overrides(load_config(args.config), args)
     except ConfigError as exc:
         print(f"switchyard: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    config = _with_overrides(config, args)
     logging.basicConfig(
         level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -88,10 +94,29 @@ def main(argv: list[str] | None = None) -> None:
 def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
     server = config.server
     if getattr(args, "http_port", None) is not None:
-        server = dataclasses.replace(server, http_port=args.http_port)
+        server = dataclasses.replace(server, http_port=_port(args.http_port, "--http-port"))
     if getattr(args, "grpc_port", None) is not None:
-        server = dataclasses.replace(server, grpc_port=args.grpc_port)
+        server = dataclasses.replace(server, grpc_port=_port(args.grpc_port, "--grpc-port"))
+    if getattr(args, "service", None) is not None:
+        server = dataclasses.replace(server, service_address=_service_address(args.service))
     return dataclasses.replace(config, server=server)
+
+
+def _port(text: str, flag: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise ConfigError(flag, f"must be a port number from 1 to 65535 (got {text!r})") from None
+    return check_port(number, flag)
+
+
+def _service_address(text: str) -> str:
+    if text.startswith("unix:") and len(text) > len("unix:"):
+        return text
+    host, sep, port = text.rpartition(":")
+    if not (sep and host.strip("[]") and port.isdigit() and int(port) in range(1, 65536)):
+        raise ConfigError("--service", f"must be host:port (port 1 to 65535) or unix:/path (got {text!r})")
+    return text
 
 
 def _run(coro: Coroutine[None, None, None]) -> None:

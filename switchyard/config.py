@@ -28,6 +28,14 @@ JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
 VIRTUAL_KEY_PREFIX = "sk-bf-"
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PORT_RANGE = range(1, 65536)
+
+
+def check_port(value: int, path: str) -> int:
+    """A TCP port, or a ConfigError naming ``path``: the OS would silently take 70000 as 4464."""
+    if value not in _PORT_RANGE:
+        raise ConfigError(path, f"must be a port number from 1 to 65535 (got {value})")
+    return value
 
 
 class ConfigError(ValueError):
@@ -404,7 +412,15 @@ class _Reader:
                 return default
             raise ConfigError(path, f"environment variable {name} is not set")
 
-        return _ENV_REF.sub(substitute, str(value))
+        text = str(value)
+        # Checked on the file's text, not the result: an env value may contain "${" itself.
+        leftover = _ENV_REF.sub("", text)
+        defaults = (m.group(2) or "" for m in _ENV_REF.finditer(text))
+        if "${" in leftover or any("${" in d for d in defaults):
+            raise ConfigError(
+                path, "unterminated or malformed '${' (write ${NAME} or ${NAME:-default}, not nested)"
+            )
+        return _ENV_REF.sub(substitute, text)
 
     def section(self, root: dict[str, Any], name: str, cls: type[Any]) -> Any:
         raw = self.mapping(root.get(name), name)
@@ -413,8 +429,21 @@ class _Reader:
         defaults = cls()
         values: dict[str, Any] = {}
         for key, value in raw.items():
-            values[key] = self.scalar(value, f"{name}.{key}", type(getattr(defaults, key)))
+            if key.endswith("_port"):
+                values[key] = self.port(value, f"{name}.{key}")
+            else:
+                values[key] = self.scalar(value, f"{name}.{key}", type(getattr(defaults, key)))
         return cls(**values)
+
+    def port(self, value: Any, path: str) -> int:
+        text = self.resolve(value, path) if isinstance(value, str) else value
+        if isinstance(text, bool | float):
+            raise ConfigError(path, "must be a port number from 1 to 65535")
+        try:
+            number = int(text)
+        except (TypeError, ValueError):
+            raise ConfigError(path, "must be a port number from 1 to 65535") from None
+        return check_port(number, path)
 
     def scalar(self, value: Any, path: str, kind: type[Any]) -> Any:
         if kind is bool:

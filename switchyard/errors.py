@@ -85,6 +85,7 @@ def error_body(
     request_type: str = "",
     attempts: Iterable[pb.Attempt] = (),
     from_gateway: bool = True,
+    event_id: str | None = None,
 ) -> pb.ErrorBody:
     """Build the contract's error body. ``error_type`` defaults to ``type_``.
 
@@ -96,7 +97,7 @@ def error_body(
         detail.code = code
     if param is not None:
         detail.param = param
-    return pb.ErrorBody(
+    body = pb.ErrorBody(
         type=type_,
         is_bifrost_error=from_gateway,
         status_code=status,
@@ -108,6 +109,11 @@ def error_body(
             attempts=list(attempts),
         ),
     )
+    if event_id is not None:
+        # The request id: the same value as the x-request-id header and the request-log entry.
+        body.event_id = event_id
+        body.error.event_id = event_id
+    return body
 
 
 @dataclass(frozen=True, slots=True)

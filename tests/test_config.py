@@ -234,3 +234,46 @@ def test_duplicate_virtual_key_ids_are_refused() -> None:
     with pytest.raises(ConfigError) as info:
         _parse({"virtual_keys": keys})
     assert info.value.path == "virtual_keys[1].id"
+
+
+# ---------------------------------------------------------------- ports and env references
+
+
+@pytest.mark.parametrize("key", ["http_port", "grpc_port"])
+@pytest.mark.parametrize("port", [0, -1, 65536, 99999, "${PORT}"])
+def test_a_port_outside_1_to_65535_names_the_key(key: str, port: int | str) -> None:
+    """99999 used to be accepted, and the OS then listened on 99999 mod 65536."""
+    with pytest.raises(ConfigError) as caught:
+        _parse({"server": {key: port}}, PORT="70000")
+    assert caught.value.path == f"server.{key}"
+    assert "1 to 65535" in str(caught.value)
+
+
+@pytest.mark.parametrize("port", [1, 65535, "${PORT}"])
+def test_ports_at_the_edges_of_the_range_are_accepted(port: int | str) -> None:
+    config = _parse({"server": {"http_port": port, "grpc_port": port}}, PORT="65535")
+    assert config.server.http_port == config.server.grpc_port == (65535 if port == "${PORT}" else port)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["${AZURE_KEY", "prefix-${AZURE_KEY", "${AZURE_KEY:-default", "${1BAD}", "${}", "${A:-${B}}"],
+)
+def test_a_malformed_env_reference_names_the_key(value: str) -> None:
+    """An unterminated ``${VAR`` used to be taken literally: the key went upstream as ``${VAR``."""
+    raw = {"providers": {"azure": {"base_url": "http://x", "keys": [{"value": value}]}}}
+    with pytest.raises(ConfigError) as caught:
+        _parse(raw, AZURE_KEY="k", A="a", B="b")
+    assert caught.value.path == "providers.azure.keys[0].value"
+    assert "${" in str(caught.value)
+
+
+def test_an_env_value_may_itself_contain_a_dollar_brace() -> None:
+    """Only the file's own text is checked: a secret that happens to contain ``${`` is fine."""
+    raw = {"providers": {"azure": {"base_url": "http://x", "keys": [{"value": "${K}"}]}}}
+    assert _parse(raw, K="p${w").providers["azure"].keys[0].secret.value == "p${w"
+
+
+def test_a_dollar_without_a_brace_stays_literal() -> None:
+    raw = {"providers": {"azure": {"base_url": "http://x", "keys": [{"value": "a$b{c}$"}]}}}
+    assert _parse(raw).providers["azure"].keys[0].secret.value == "a$b{c}$"

@@ -92,6 +92,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS request_logs_team_ts ON request_logs (team_id, ts)",
         ),
     ),
+    Migration(
+        2,
+        "request ids in the request log",
+        (
+            # Not unique: a caller may reuse its x-request-id (a retry sends the same one).
+            "ALTER TABLE request_logs ADD COLUMN request_id TEXT",
+            "CREATE INDEX IF NOT EXISTS request_logs_request_id ON request_logs (request_id)",
+        ),
+    ),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

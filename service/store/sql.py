@@ -89,12 +89,32 @@ _TEAM_COLUMNS = "id, name, budget, created_at, updated_at"
 _LOG_COLUMNS = (
     "id, ts, request_type, model_requested, status, latency_ms, key_id, team_id, provider, "
     "model_served, error_type, attempts_json, prompt_tokens, completion_tokens, total_tokens, "
-    "cost, content_json"
+    "cost, content_json, request_id"
 )
 
 _T = TypeVar("_T")
-# 18 values a row: 500 rows stay far below SQLite's 32,766 and PostgreSQL's 65,535 parameters.
-_LOG_ROWS_PER_STATEMENT = 500
+# 19 values a row: 256 rows stay far below SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+# A power of two: see _statement_sizes.
+_LOG_ROWS_PER_STATEMENT = 256
+
+
+def _statement_sizes(rows: int) -> list[int]:
+    """``rows`` as a sum of powers of two, largest first, none above ``_LOG_ROWS_PER_STATEMENT``.
+
+    The drivers keep every distinct statement text prepared (sqlite3: the last 128 per
+    connection; asyncpg: 100), and a prepared multi-row INSERT costs ~2 KB of native memory
+    per row. With one statement per batch length, the 200 possible lengths filled that cache
+    with ~30 MB that the process never gave back (a 200k-request soak, bench --soak). Power-of-two
+    chunks leave at most 9 distinct texts (~2 MB) and at most 9 statements per batch."""
+    sizes: list[int] = []
+    size = _LOG_ROWS_PER_STATEMENT
+    while rows:
+        if rows >= size:
+            sizes.append(size)
+            rows -= size
+        else:
+            size //= 2
+    return sizes
 
 
 def _placeholders(columns: str) -> str:
@@ -204,6 +224,7 @@ def _log_params(entry: LogEntry) -> tuple[object, ...]:
         int(entry.total_tokens),
         _opt_float(entry.cost),
         entry.content_json,
+        entry.request_id,
         utc_day(entry.ts),
     )
 
@@ -227,6 +248,7 @@ def _log_from_row(row: Row) -> LogEntry:
         total_tokens=int(row[14]),
         cost=_opt_float(row[15]),
         content_json=row[16],
+        request_id=row[17] or "",
     )
 
 
@@ -381,9 +403,11 @@ class SqlStore:
         # keeps that to a few hand-offs per batch; PostgreSQL gets fewer round trips too.
         with self._translate():
             async with self._db.transaction() as tx:
-                for start in range(0, len(entries), _LOG_ROWS_PER_STATEMENT):
-                    chunk = entries[start : start + _LOG_ROWS_PER_STATEMENT]
-                    values = ", ".join([row] * len(chunk))
+                start = 0
+                for size in _statement_sizes(len(entries)):
+                    chunk = entries[start : start + size]
+                    start += size
+                    values = ", ".join([row] * size)
                     params = [value for entry in chunk for value in _log_params(entry)]
                     await tx.execute(f"INSERT INTO request_logs ({columns}) VALUES {values}", params)
 
@@ -393,6 +417,9 @@ class SqlStore:
         if query.model is not None:
             where.append("(model_requested = ? OR model_served = ?)")
             params += [query.model, query.model]
+        if query.request_id is not None:
+            where.append("request_id = ?")
+            params.append(query.request_id)
         if query.status is not None:
             where.append("status = ?")
             params.append(int(query.status))

@@ -9,16 +9,19 @@ and turns int64 into strings. Dicts returned by the ``*_to_dict`` functions may 
 
 from __future__ import annotations
 
-from ._common import CodecError, loads
+from ._common import MAX_JSON_DEPTH, CodecError, json_depth_over, json_text_depth_over, loads
 from ._errors import error_from_dict, error_to_dict
 from ._generic import message_to_json
 from ._request import request_from_dict, request_to_dict
 from ._response import response_from_dict, response_to_dict
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "CodecError",
     "error_from_dict",
     "error_to_dict",
+    "json_depth_over",
+    "json_text_depth_over",
     "loads",
     "message_to_json",
     "request_from_dict",

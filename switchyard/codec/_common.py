@@ -32,6 +32,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 __all__ = [
     "JSON_WRAPPERS",
+    "MAX_JSON_DEPTH",
     "BadValue",
     "CodecError",
     "Decoder",
@@ -42,7 +43,9 @@ __all__ = [
     "define_decoder",
     "define_encoder",
     "encoder",
+    "json_depth_over",
     "json_text",
+    "json_text_depth_over",
     "list_of",
     "many",
     "merge_extra",
@@ -160,16 +163,56 @@ def check_int64(v: Any) -> int:
     return _check_int(v, *_I64)
 
 
+# How deep a free-form JSON value (a schema, tool_choice, an unknown key) may nest. Deeper
+# values are refused where they come in, with a 400 naming the field: orjson stops at 254
+# levels and the standard library at the interpreter's recursion limit, so without a
+# limit of our own a deep enough body would fail somewhere inside instead.
+MAX_JSON_DEPTH: Final = 64
+
+
+def json_depth_over(v: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Does ``v`` nest more than ``limit`` arrays/objects deep? Iterative, so any depth is safe."""
+    stack: list[tuple[Any, int]] = [(v, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def json_text_depth_over(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """The same for JSON text. Counting brackets bounds the depth from above at C speed, so
+    only texts with many brackets are parsed; text that is not JSON raises ValueError."""
+    if text.count("{") + text.count("[") <= limit:
+        return False
+    return json_depth_over(loads(text.encode()), limit)
+
+
+def _too_deep() -> BadValue:
+    return BadValue("value", f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+
+
 def json_text(v: Any) -> str:
     """Any JSON value -> its compact JSON text, key order kept (for ``*_json`` fields)."""
     try:
-        return orjson.dumps(v).decode()
+        raw = orjson.dumps(v)
     except orjson.JSONEncodeError:
-        pass
+        raw = None  # too deep for orjson, or an integer beyond 64 bits
+    if (raw is None or raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH) and json_depth_over(v):
+        raise _too_deep()
+    if raw is not None:
+        return raw.decode()
     try:
         # orjson refuses integers beyond 64 bits; the standard library keeps them exact.
         return json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise bad_type("a JSON value", v) from None
 
 
@@ -184,7 +227,10 @@ def loads(raw: bytes) -> Any:
     """
     if _LONG_INTEGER.search(raw) is None:
         return orjson.loads(raw)
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 _SCALAR_CHECKS: Final[dict[int, Callable[[Any], Any]]] = {
@@ -246,7 +292,16 @@ def _object_decoder(spec: Spec, keep_extra: bool) -> Decoder:
         kw: dict[str, Any] = {}
         unknown = _fill(v, spec, kw)
         if unknown is not None and keep_extra:
-            kw["extra_json"] = json_text(unknown)
+            try:
+                kw["extra_json"] = json_text(unknown)
+            except BadValue:
+                # Name the key that holds the bad value (rare path: only on errors).
+                for key, value in unknown.items():
+                    try:
+                        json_text({key: value})
+                    except BadValue as e:
+                        raise e.under(key) from None
+                raise
         return kw
 
     return decode

@@ -201,7 +201,7 @@ class ListTeamsResponse(_message.Message):
     def __init__(self, teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ...) -> None: ...
 
 class LogEntry(_message.Message):
-    __slots__ = ("id", "ts", "request_type", "key_id", "team_id", "model_requested", "provider", "model_served", "status", "error_type", "attempts_json", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "latency_ms", "content_json")
+    __slots__ = ("id", "ts", "request_type", "key_id", "team_id", "model_requested", "provider", "model_served", "status", "error_type", "attempts_json", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "latency_ms", "content_json", "request_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,7 @@ class LogEntry(_message.Message):
     COST_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     CONTENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     ts: float
     request_type: str
@@ -236,10 +237,11 @@ class LogEntry(_message.Message):
     cost: float
     latency_ms: int
     content_json: str
-    def __init__(self, id: _Optional[str] = ..., ts: _Optional[float] = ..., request_type: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., model_requested: _Optional[str] = ..., provider: _Optional[str] = ..., model_served: _Optional[str] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts_json: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_ms: _Optional[int] = ..., content_json: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, id: _Optional[str] = ..., ts: _Optional[float] = ..., request_type: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., model_requested: _Optional[str] = ..., provider: _Optional[str] = ..., model_served: _Optional[str] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts_json: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_ms: _Optional[int] = ..., content_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class QueryLogsRequest(_message.Message):
-    __slots__ = ("key_id", "model", "status", "start_time", "end_time", "page_size", "page_token")
+    __slots__ = ("key_id", "model", "status", "start_time", "end_time", "page_size", "page_token", "request_id")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -247,6 +249,7 @@ class QueryLogsRequest(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     model: str
     status: int
@@ -254,7 +257,8 @@ class QueryLogsRequest(_message.Message):
     end_time: float
     page_size: int
     page_token: str
-    def __init__(self, key_id: _Optional[str] = ..., model: _Optional[str] = ..., status: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, key_id: _Optional[str] = ..., model: _Optional[str] = ..., status: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class QueryLogsResponse(_message.Message):
     __slots__ = ("entries", "next_page_token")
@@ -305,17 +309,21 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("request_logs_dropped", "request_logs_written", "request_logs_queued", "request_log_write_errors", "unpriced_requests", "unpriced_models")
+    __slots__ = ("request_logs_dropped", "request_logs_written", "request_logs_queued", "request_log_write_errors", "unpriced_requests", "unpriced_models", "malformed_stream_chunks", "streams_ended_at_shutdown")
     REQUEST_LOGS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_LOGS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_LOGS_QUEUED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_LOG_WRITE_ERRORS_FIELD_NUMBER: _ClassVar[int]
     UNPRICED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     UNPRICED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    MALFORMED_STREAM_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_ENDED_AT_SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
     request_logs_dropped: int
     request_logs_written: int
     request_logs_queued: int
     request_log_write_errors: int
     unpriced_requests: int
     unpriced_models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_logs_dropped: _Optional[int] = ..., request_logs_written: _Optional[int] = ..., request_logs_queued: _Optional[int] = ..., request_log_write_errors: _Optional[int] = ..., unpriced_requests: _Optional[int] = ..., unpriced_models: _Optional[_Iterable[str]] = ...) -> None: ...
+    malformed_stream_chunks: int
+    streams_ended_at_shutdown: int
+    def __init__(self, request_logs_dropped: _Optional[int] = ..., request_logs_written: _Optional[int] = ..., request_logs_queued: _Optional[int] = ..., request_log_write_errors: _Optional[int] = ..., unpriced_requests: _Optional[int] = ..., unpriced_models: _Optional[_Iterable[str]] = ..., malformed_stream_chunks: _Optional[int] = ..., streams_ended_at_shutdown: _Optional[int] = ...) -> None: ...

@@ -181,9 +181,33 @@ def test_without_a_valid_admin_credential_the_cli_fails_cleanly(
 
 
 def test_an_unreachable_service_fails_cleanly(gov: Stack) -> None:
-    """Nothing listening at ``--service``: exit 1 with UNAVAILABLE, no traceback."""
-    done = keys(gov, "list", "--service", f"127.0.0.1:{free_port()}")
+    """Nothing listening at ``--service``: exit 1 with UNAVAILABLE, no traceback; the one line names
+    the address tried and says Switchyard may not be running there (the README's first minutes:
+    ``keys create`` run before the server listened)."""
+    address = f"127.0.0.1:{free_port()}"
+    done = keys(gov, "list", "--service", address)
     clean_failure(done, 1, "UNAVAILABLE")
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert address in done.stderr and "may not be running there" in done.stderr, done.stderr
+
+
+def test_an_unreachable_service_from_the_config_is_named(tmp_path: Path) -> None:
+    """Without ``--service`` the address comes from the config, and that is the one named."""
+    grpc_port = free_port()
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump({"server": {"grpc_port": grpc_port}}))
+    done = cli("keys", "list", "--config", str(config_path), "--token", "t")
+    clean_failure(done, 1, f"127.0.0.1:{grpc_port}")
+    assert "--service" in done.stderr
+
+
+def test_a_401_says_the_server_needs_the_same_admin_token(gov: Stack) -> None:
+    """A server started without (or with another) SWITCHYARD_ADMIN_TOKEN answers a bare 401: the
+    CLI says what to check."""
+    done = keys(gov, "list", token="wrong-admin-token")
+    clean_failure(done, 1, "401 invalid_credentials")
+    assert "SWITCHYARD_ADMIN_TOKEN" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
 
 
 # ---------------------------------------------------------------- keys generate

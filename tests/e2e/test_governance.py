@@ -652,3 +652,88 @@ def test_no_secret_appears_in_logs_errors_or_raw_request(
     db = Path(str(gov.config_path).replace("config.yaml", "switchyard.db")).read_bytes()
     for value in secrets_used:
         assert value.encode() not in db
+
+
+# ---------------------------------------------------------------- hardening: logs and defaults
+
+
+def _logs(http: httpx.Client, count: int, **params: Any) -> list[dict[str, Any]]:
+    """The request-log entries matching ``params``, once ``count`` of them are written."""
+    deadline = time.monotonic() + 5
+    entries: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        entries = http.get("/api/logs", params=params, headers=admin_headers()).json()["entries"]
+        if len(entries) >= count:
+            break
+        time.sleep(0.05)
+    return entries
+
+
+def test_refusals_of_a_known_key_are_logged_under_that_key_and_team(gov: Stack, http: httpx.Client) -> None:
+    http.put("/api/teams/log-team", json={"name": "log team"}, headers=admin_headers())
+    limited, limited_record = new_key(gov, team_id="log-team", rate_limit={"requests_per_minute": 1})
+    assert post(http, "r", {"api-key": limited}).status_code == 200
+    refused(post(http, "r", {"api-key": limited}), 429, "rate_limit_exceeded")
+    inactive, inactive_record = new_key(gov, team_id="log-team")
+    http.patch(f"/api/keys/{inactive_record['id']}", json={"active": False}, headers=admin_headers())
+    refused(post(http, "r", {"api-key": inactive}), 403, "virtual_key_inactive")
+    expired, expired_record = new_key(gov, team_id="log-team", expires_at=time.time() - 5)
+    refused(post(http, "r", {"api-key": expired}), 403, "virtual_key_expired")
+    for record, status, type_ in (
+        (limited_record, 429, "rate_limit_exceeded"),
+        (inactive_record, 403, "virtual_key_inactive"),
+        (expired_record, 403, "virtual_key_expired"),
+    ):
+        entries = _logs(http, 1, key_id=record["id"], status=status)
+        assert [(e["status"], e["error_type"], e["team_id"]) for e in entries] == [
+            (status, type_, "log-team")
+        ]
+
+
+def test_budgets_are_calendar_aligned_by_default_on_every_surface(
+    gov: Stack, http: httpx.Client, channel: grpc.Channel
+) -> None:
+    from switchyard.v1 import admin_pb2, admin_pb2_grpc
+
+    _, rest_key = new_key(gov, budget={"max_usd": 5, "reset": "1d"})
+    assert rest_key["budget"]["calendar_aligned"] is True
+    team = http.put(
+        "/api/teams/aligned-team", json={"budget": {"max_usd": 5, "reset": "1w"}}, headers=admin_headers()
+    ).json()
+    assert team["budget"]["calendar_aligned"] is True
+    _, explicit = new_key(gov, budget={"max_usd": 5, "reset": "1d", "calendar_aligned": False})
+    assert explicit["budget"]["calendar_aligned"] is False
+    admin = admin_pb2_grpc.AdminStub(channel)
+    created = admin.CreateVirtualKey(
+        admin_pb2.CreateVirtualKeyRequest(budget=admin_pb2.Budget(max_usd=5, reset="1mo")),
+        metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),),
+        timeout=10,
+    )
+    MINTED.append(created.secret)
+    assert created.key.budget.calendar_aligned is True
+    not_aligned = admin.CreateVirtualKey(
+        admin_pb2.CreateVirtualKeyRequest(
+            budget=admin_pb2.Budget(max_usd=5, reset="1mo", calendar_aligned=False)
+        ),
+        metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),),
+        timeout=10,
+    )
+    MINTED.append(not_aligned.secret)
+    assert not_aligned.key.budget.calendar_aligned is False
+
+
+def test_the_request_log_keeps_the_request_id_and_filters_by_it(gov: Stack, http: httpx.Client) -> None:
+    secret, record = new_key(gov)
+    response = post(http, "rid-log", {"api-key": secret, "x-request-id": "log-rid-7"})
+    assert response.headers["x-request-id"] == "log-rid-7"
+    made = post(http, "rid-log", {"api-key": secret}).headers["x-request-id"]
+    refused(
+        post(http, "rid-log", {"api-key": "not-a-key", "x-request-id": "log-rid-8"}),
+        401,
+        "invalid_credentials",
+    )
+    (entry,) = _logs(http, 1, request_id="log-rid-7")
+    assert (entry["key_id"], entry["status"]) == (record["id"], 200)
+    assert _logs(http, 1, request_id=made)[0]["request_id"] == made
+    assert _logs(http, 1, request_id="log-rid-8")[0]["status"] == 401
+    assert {e["request_id"] for e in _logs(http, 2, key_id=record["id"])} == {"log-rid-7", made}

@@ -162,3 +162,59 @@ def test_a_provider_without_keys_is_reported_at_start(upstream: FakeUpstream, tm
         assert upstream.requests == []
     finally:
         stack.stop()
+
+
+def test_gateway_service_flag_names_the_service(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """``gateway --service host:port --http-port N`` reaches a service its config does not name."""
+    grpc_port, http_port = free_port(), free_port()
+    config = base_config(upstream.url, free_port(), free_port())  # nothing listens on these
+    config["store"] = {"url": f"sqlite:///{tmp_path / 'switchyard.db'}"}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    base = [sys.executable, "-m", "switchyard"]
+    procs = [
+        subprocess.Popen(
+            [*base, "service", "--config", str(config_path), "--grpc-port", str(grpc_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=secret_env(),
+        ),
+        subprocess.Popen(
+            [
+                *base,
+                "gateway",
+                "--config",
+                str(config_path),
+                "--http-port",
+                str(http_port),
+                "--service",
+                f"127.0.0.1:{grpc_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=secret_env(),
+        ),
+    ]
+    try:
+        base_url = f"http://127.0.0.1:{http_port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(base_url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the gateway never reached the service"
+            assert all(proc.poll() is None for proc in procs)
+            time.sleep(0.1)
+        upstream.script(Reply.ok("via --service"), match="flagged")
+        response = httpx.post(
+            base_url + "/openai/deployments/flagged/chat/completions", json={"messages": USER}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"][0]["message"]["content"] == "via --service"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)

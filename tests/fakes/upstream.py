@@ -180,6 +180,8 @@ class Reply:
     hang_tick: str = ""
     azure_filter_chunk: bool = False
     reset: bool = False
+    omit_done: bool = False
+    malformed_at: tuple[int, ...] = ()
 
     @classmethod
     def ok(
@@ -217,14 +219,20 @@ class Reply:
         finish_reason: str | None = None,
         headers: Mapping[str, str] | None = None,
         azure_filter_chunk: bool = False,
+        omit_done: bool = False,
+        malformed_at: Sequence[int] = (),
     ) -> Reply:
         """A success with stream control.
 
         ``break_after=k`` sends k content (or tool-call) chunks, then closes the connection without
         a final chunk or ``[DONE]`` (a non-streamed request gets half its JSON body instead).
         ``azure_filter_chunk`` sends Azure's leading ``prompt_filter_results`` chunk (``choices: []``).
+        ``omit_done`` sends everything but the closing ``data: [DONE]``; ``malformed_at=(k, …)``
+        sends a garbled ``data:`` event before body event k.
         """
         return cls(
+            omit_done=omit_done,
+            malformed_at=tuple(malformed_at),
             pieces=None if pieces is None else tuple(pieces),
             delay_between_s=delay_between_s,
             break_after=break_after,
@@ -496,10 +504,13 @@ class _Exchange:
                 pieces = DEFAULT_PIECES if reply.content is None else _split_words(reply.content)
             body += [self.delta(i, {"content": piece}) for piece in pieces for i in indexes]
             finish, tokens = "stop", _tokens("".join(pieces))
+        for k in sorted(reply.malformed_at, reverse=True):
+            body.insert(k, b'data: {"choices": [{"delta": {"content": "oops\n\n')
         tail = [self.delta(i, {}, reply.finish_reason or finish) for i in indexes]
         if self.include_usage:
             tail.append(self.chunk([], usage=self.usage(reply, tokens * self.n)))
-        tail.append(_SSE_DONE)
+        if not reply.omit_done:
+            tail.append(_SSE_DONE)
         return head, body, tail
 
 
