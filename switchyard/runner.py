@@ -119,7 +119,7 @@ async def _run_http(
             log_level=config.logging.level,
             # A backstop only: streams are ended with an answer at the grace (below), so
             # uvicorn's own cancel, which cuts a response mid-body, should find nothing left.
-            timeout_graceful_shutdown=math.ceil(grace + _STREAM_END_S + 1),
+            timeout_graceful_shutdown=math.ceil(grace + _GATEWAY_MARGIN_S + _STREAM_END_S + 1),
         )
     )
     loop = asyncio.get_running_loop()
@@ -149,6 +149,8 @@ async def _run_http(
 
 # How long streams ended at shutdown get to send their error event before uvicorn cuts them.
 _STREAM_END_S = 1.0
+# How much longer than the grace a gateway alone waits before ending its streams itself.
+_GATEWAY_MARGIN_S = 2.0
 
 
 async def _end_streams(
@@ -158,7 +160,9 @@ async def _end_streams(
     if end_service_streams is not None:
         await end_service_streams()  # waits out the grace, then ends the service's streams
     else:
-        await streams.closed(grace_s)
+        # A gateway alone waits a moment longer: a service stopping at the same time ends the
+        # same streams at its grace with its own answer, and logs them as such (503, not 499).
+        await streams.closed(grace_s + _GATEWAY_MARGIN_S)
     if len(streams):
         ended = streams.end_all()
         log.warning("shutdown grace over: ending %d open stream(s) with 503 server_shutting_down", ended)
