@@ -39,9 +39,11 @@ class Job:
     With ``duration_s`` > 0 the measured part runs for that long instead of a request count.
     With ``keep_samples`` the result also carries every measured latency (and TTFT), in seconds,
     as ``latency_samples_s`` (``ttft_samples_s``), so several runs can be pooled.
+    ``kind="mixed"`` sends every ``stream_every``-th request streamed, with ``stream_body``, and the
+    others unary with ``body`` (the soak run: both paths hold resources differently).
     """
 
-    kind: Literal["unary", "stream"]
+    kind: Literal["unary", "stream", "mixed"]
     url: str
     body: bytes
     headers: dict[str, str]
@@ -51,6 +53,8 @@ class Job:
     duration_s: float = 0.0
     progress_every: int = 0
     keep_samples: bool = False
+    stream_every: int = 0
+    stream_body: bytes = b""
 
 
 @dataclass
@@ -127,11 +131,15 @@ async def _unary(session: aiohttp.ClientSession, job: Job) -> tuple[float, None,
     return elapsed, None, None
 
 
-async def _stream(session: aiohttp.ClientSession, job: Job) -> tuple[float, float | None, str | None]:
+async def _stream(
+    session: aiohttp.ClientSession, job: Job, body: bytes | None = None
+) -> tuple[float, float | None, str | None]:
     """(total time, time to first content token, error) of one streamed request."""
     start = time.perf_counter()
     ttft: float | None = None
-    async with session.post(job.url, data=job.body, headers=job.headers) as response:
+    async with session.post(
+        job.url, data=job.body if body is None else body, headers=job.headers
+    ) as response:
         if response.status != 200:
             payload = await response.read()
             return time.perf_counter() - start, None, f"HTTP {response.status}: {payload[:200]!r}"
@@ -155,6 +163,7 @@ class _Runner:
         self.emit = emit
         self.one = _unary if job.kind == "unary" else _stream
         self.tally = _Tally()
+        self.sent = 0  # requests started, warm-up included: picks the mixed job's streamed ones
 
     async def run(self) -> dict[str, Any]:
         job = self.job
@@ -195,8 +204,15 @@ class _Runner:
             await asyncio.gather(*(worker() for _ in range(self.job.concurrency)))
 
     async def _request(self, session: aiohttp.ClientSession, measured: bool) -> None:
+        self.sent += 1
+        job = self.job
         try:
-            elapsed, ttft, error = await self.one(session, self.job)
+            if job.kind != "mixed":
+                elapsed, ttft, error = await self.one(session, job)
+            elif job.stream_every > 0 and self.sent % job.stream_every == 0:
+                elapsed, ttft, error = await _stream(session, job, job.stream_body)
+            else:
+                elapsed, ttft, error = await _unary(session, job)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             elapsed, ttft, error = 0.0, None, f"{type(exc).__name__}: {exc}"
         if not measured:
@@ -224,11 +240,11 @@ class _Runner:
             "client_cpu_pct": 100 * cpu_s / wall_s if wall_s > 0 else 0.0,
             "client_cpu_us_per_req": 1e6 * cpu_s / completed if completed else 0.0,
         }
-        if self.job.kind == "stream":
+        if self.job.kind != "unary":
             result["ttft_ms"] = summarize_ms(tally.ttfts)
         if self.job.keep_samples:
             result["latency_samples_s"] = tally.latencies
-            if self.job.kind == "stream":
+            if self.job.kind != "unary":
                 result["ttft_samples_s"] = tally.ttfts
         return result
 

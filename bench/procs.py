@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Stack, base_config, free_port, start_stack
+import httpx
+import yaml
+
+from tests.conftest import Stack, base_config, free_port, secret_env, start_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -28,17 +31,22 @@ OUR_PACKAGES = ("gateway", "service", "switchyard")
 
 # Which Switchyard processes each mode runs (the order of Stack.processes).
 PROCESS_ROLES = {"inprocess": ("serve",), "grpc-loopback": ("serve",), "split": ("service", "gateway")}
+COMMANDS = {
+    "inprocess": [["serve"]],
+    "grpc-loopback": [["serve", "--backend", "grpc"]],
+    "split": [["service"], ["gateway"]],
+}
 
 
 # --------------------------------------------------------------------------- /proc readings
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` (VmRSS of /proc/PID/status), in MiB."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of ``pid`` (VmRSS of /proc/PID/status, or another ``field``), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -135,13 +143,18 @@ class Switchyard:
         workdir: Path,
         edit: Callable[[dict[str, Any]], None] | None = None,
         env: dict[str, str] | None = None,
+        launcher: str | None = None,
     ) -> Switchyard:
         """Start ``mode`` with the bench config; ``edit`` changes the config in place first, ``env``
-        adds environment variables (the secrets the config names as ``${VAR}``)."""
+        adds environment variables (the secrets the config names as ``${VAR}``). ``launcher``, a
+        module run as ``python -m launcher serve ...`` instead of ``switchyard`` (``bench.traced``),
+        gets ``SY_BENCH_ROLE`` (serve, service or gateway) in its environment."""
         config = bench_config(upstream_url, free_port(), free_port())
         if edit is not None:
             edit(config)
-        return cls(mode, start_stack(mode, config, workdir, env))
+        if launcher is None:
+            return cls(mode, start_stack(mode, config, workdir, env))
+        return cls(mode, _start_stack_via(launcher, mode, config, workdir, env or {}))
 
     @property
     def base_url(self) -> str:
@@ -168,6 +181,47 @@ class Switchyard:
 
     def stop(self) -> None:
         self.stack.stop()
+
+
+def _start_stack_via(
+    launcher: str, mode: str, config: dict[str, Any], workdir: Path, env: dict[str, str]
+) -> Stack:
+    """``tests.conftest.start_stack`` with ``python -m launcher`` instead of ``python -m switchyard``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config.setdefault("store", {"url": f"sqlite:///{workdir / 'switchyard.db'}"})
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    http_port, grpc_port = config["server"]["http_port"], config["server"]["grpc_port"]
+    stack = Stack(mode, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", config_path, [])
+    try:
+        for i, args in enumerate(COMMANDS[mode]):
+            log_path = workdir / f"{args[0]}-{i}.log"
+            stack.log_paths.append(log_path)
+            with log_path.open("wb") as log:
+                stack.processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", launcher, *args, "--config", str(config_path)],
+                        cwd=REPO_ROOT,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env={**secret_env(), **env, "SY_BENCH_ROLE": args[0]},
+                    )
+                )
+        deadline = time.monotonic() + 60  # a traced process starts slower
+        while time.monotonic() < deadline:
+            for proc in stack.processes:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"switchyard exited early ({mode}):\n{stack.logs()}")
+            try:
+                if httpx.get(f"{stack.base_url}/ready", timeout=1).status_code == 200:
+                    return stack
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"switchyard did not become ready ({mode}):\n{stack.logs()}")
+    except BaseException:
+        stack.stop()
+        raise
 
 
 # --------------------------------------------------------------------------- py-spy

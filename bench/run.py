@@ -10,6 +10,7 @@ Run from the repository root::
     /tmp/venv/bin/python bench/run.py --quick          # a smoke run of a few hundred requests
     /tmp/venv/bin/python bench/run.py --modes inprocess,split --mem-requests 20000 --profile
     /tmp/venv/bin/python bench/run.py --governance     # with vs without auth/budgets/request log
+    /tmp/venv/bin/python bench/run.py --soak --governance --modes serve,split   # RSS over 200k requests
 
 This is a benchmark, not a test: it asserts nothing. It prints a table (with the targets and
 PASS/FAIL next to the figures) and writes ``bench/results/latest.json``.
@@ -38,9 +39,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # allow ``python bench/run.py`` as well as ``python -m bench.run``
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import governance  # noqa: E402
+from bench import governance, soak  # noqa: E402
 from bench.loadgen import Job, LoadClient  # noqa: E402
-from bench.procs import Switchyard, Upstream, cpu_seconds, start_py_spy, summarize_profile  # noqa: E402
+from bench.procs import (  # noqa: E402
+    Switchyard,
+    Upstream,
+    cpu_seconds,
+    rss_mb,
+    start_py_spy,
+    summarize_profile,
+)
 from bench.report import (  # noqa: E402
     ALL_MODES,
     GOVERNANCE_TARGETS,
@@ -84,6 +92,12 @@ class Settings:
     output: Path
     governance: bool = False  # --governance: the with/without-governance comparison instead of the modes
     rounds: int = 3  # --governance: alternated rounds per figure
+    soak: bool = False  # --soak: one long mixed run per mode, RSS at every 10 % (with --governance: governed)
+    stream_every: int = 4  # --soak: every Nth request is streamed
+    tracemalloc: int = 0  # --soak: Switchyard under bench/traced.py, a snapshot (N frames) at every 10 %
+    malloc_trim: bool = False  # --soak: under bench/traced.py, RSS after malloc_trim(0) at every 10 %
+    grpc_options: str = ""  # --soak: extra gRPC options "name=int,..." (under bench/traced.py)
+    switchyard_env: tuple[tuple[str, str], ...] = ()  # --sy-env: extra environment for Switchyard
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Settings:
@@ -92,7 +106,46 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument(
         "--modes",
         default=None,
-        help="comma-separated: " + ", ".join(ALL_MODES) + " (default: all; with --governance: inprocess)",
+        help="comma-separated: "
+        + ", ".join(ALL_MODES)
+        + " ('serve' = inprocess; default: all; with --governance: inprocess; with --soak: inprocess,split)",
+    )
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="a long run per mode (--requests, default 200000, at --concurrency, default 16), unary and "
+        "streamed mixed, RSS at every 10%% and its slope after warm-up; --governance turns governance on",
+    )
+    parser.add_argument("--stream-every", type=int, default=4, help="--soak: every Nth request is streamed")
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        metavar="FRAMES",
+        help="--soak: run Switchyard under tracemalloc (bench/traced.py), keeping FRAMES frames (default "
+        "1) per allocation, snapshot at every 10%%, report what grew from 20%% to 100%% (slow: use "
+        "fewer --requests)",
+    )
+    parser.add_argument(
+        "--grpc-options",
+        default="",
+        metavar="NAME=INT,...",
+        help="--soak: add gRPC options to Switchyard's own (under bench/traced.py), "
+        "e.g. grpc.http2.bdp_probe=0",
+    )
+    parser.add_argument(
+        "--malloc-trim",
+        action="store_true",
+        help="--soak: at every 10%%, also the RSS after glibc's malloc_trim(0) (free heap malloc kept)",
+    )
+    parser.add_argument(
+        "--sy-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the Switchyard processes (e.g. MALLOC_ARENA_MAX=2); repeatable",
     )
     parser.add_argument(
         "--governance",
@@ -106,11 +159,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument(
         "--requests",
         type=int,
-        default=2000,
-        help="measured requests per latency figure (--governance: per figure and variant, over all rounds)",
+        default=None,
+        help="measured requests per latency figure (default 2000; --governance: per figure and variant, "
+        "over all rounds; --soak: of the whole run, default 200000)",
     )
     parser.add_argument("--warmup", type=int, default=300, help="warm-up requests before each measurement")
-    parser.add_argument("--concurrency", type=int, default=32, help="the high concurrency (the low one is 1)")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="the high concurrency (default 32, --soak: 16)"
+    )
     parser.add_argument(
         "--mem-requests", type=int, default=50_000, help="requests of the memory run (0: skip)"
     )
@@ -125,16 +181,30 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         "--output", type=Path, default=None, help="default: latest.json (--governance: governance.json)"
     )
     args = parser.parse_args(argv)
+    if args.requests is None:
+        args.requests = 200_000 if args.soak else 2000
+    if args.concurrency is None:
+        args.concurrency = 16 if args.soak else 32
     if args.modes is None:
-        args.modes = "inprocess" if args.governance else ",".join(ALL_MODES)
+        args.modes = (
+            "inprocess,split" if args.soak else "inprocess" if args.governance else ",".join(ALL_MODES)
+        )
     if args.output is None:
-        args.output = RESULTS_DIR / ("governance.json" if args.governance else "latest.json")
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        name = "soak.json" if args.soak else "governance.json" if args.governance else "latest.json"
+        args.output = RESULTS_DIR / name
+    if (args.tracemalloc or args.malloc_trim) and not args.soak:
+        parser.error("--tracemalloc and --malloc-trim need --soak")
+    sy_env = tuple(tuple(item.split("=", 1)) for item in args.sy_env)
+    if any(len(pair) != 2 for pair in sy_env):
+        parser.error("--sy-env takes NAME=VALUE")
+    aliases = {"serve": "inprocess"}
+    modes = tuple(aliases.get(m.strip(), m.strip()) for m in args.modes.split(",") if m.strip())
     unknown = [m for m in modes if m not in ALL_MODES]
     if unknown or not modes:
         parser.error(f"unknown mode(s) {unknown}; choose from {', '.join(ALL_MODES)}")
     if args.quick:
-        args.requests, args.warmup = min(args.requests, 300), min(args.warmup, 50)
+        args.requests = min(args.requests, 5000 if args.soak else 300)
+        args.warmup = min(args.warmup, 50)
         args.mem_requests, args.mem_sample_every = (
             min(args.mem_requests, 3000),
             min(args.mem_sample_every, 500),
@@ -151,6 +221,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         output=args.output,
         governance=args.governance,
         rounds=max(1, args.rounds),
+        soak=args.soak,
+        stream_every=max(1, args.stream_every),
+        tracemalloc=max(0, args.tracemalloc),
+        malloc_trim=args.malloc_trim,
+        grpc_options=args.grpc_options,
+        switchyard_env=tuple((name, value) for name, value in sy_env),
     )
 
 
@@ -168,8 +244,10 @@ def make_job(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Job:
-    """A load job against ``base_url``'s chat-completions path, unary or streamed."""
+    """A load job against ``base_url``'s chat-completions path: unary, streamed or mixed."""
     body = {**BODY, "stream": True} if kind == "stream" else BODY
+    if kind == "mixed":
+        extra = {"stream_body": orjson.dumps({**BODY, "stream": True}), **extra}
     return Job(
         kind=kind,  # type: ignore[arg-type]
         url=base_url + CHAT_PATH,
@@ -330,6 +408,142 @@ class Bench:
         block["added"] = added_figures(block["direct"], block["switchyard"])
         figures = {**block["added"], **((block["memory"] or {}).get("figures") or {})}
         block["checks"] = run_checks(mode, figures)
+        return block
+
+    # -- --soak: one long run, RSS at every 10 %
+
+    def run_soak(self, mode: str) -> dict[str, Any]:
+        """``requests`` mixed requests at c=N through one fresh stack of ``mode`` (governed with
+        --governance); RSS of each process after warm-up, at every 10 % and after a short idle."""
+        s = self.settings
+        variant = governance.variants()["with" if s.governance else "without"]
+        headers = {**HEADERS, "api-key": variant.credential} if variant.credential else HEADERS
+        block: dict[str, Any] = {
+            "mode": mode,
+            "governance": s.governance,
+            "concurrency": s.concurrency,
+            "stream_every": s.stream_every,
+            "requests_planned": s.requests,
+            "switchyard_env": dict(s.switchyard_env),
+            "samples": [],
+            "error": None,
+        }
+        # Named after the output file, so two soaks with different --output can run side by side.
+        tag = s.output.stem
+        trace_dir = RESULTS_DIR / f"tracemalloc-{tag}-{mode}"
+        env = {**variant.env, **dict(s.switchyard_env)}
+        probed = bool(s.tracemalloc or s.malloc_trim or s.grpc_options)
+        if probed:
+            for old in trace_dir.glob("*/*"):
+                old.unlink()
+            env["SY_BENCH_TRACEMALLOC_DIR"] = str(trace_dir)
+            env["SY_BENCH_TRACEMALLOC_FRAMES"] = str(s.tracemalloc)
+            env["SY_BENCH_MALLOC_TRIM"] = "1" if s.malloc_trim else "0"
+            env["SY_BENCH_GRPC_OPTIONS"] = s.grpc_options
+        samples: list[dict[str, Any]] = block["samples"]
+        sy: Switchyard | None = None
+        try:
+            note(f"[{mode}] starting switchyard for the soak (governance {'on' if s.governance else 'off'})")
+            workdir = governance.fresh_workdir(self.workdir / f"{tag}-{mode}")
+            launcher = "bench.traced" if probed else None
+            sy = Switchyard.start(mode, self.upstream.url, workdir, variant.edit, env, launcher)
+            block["roles"] = list(sy.pids)
+            block["boot_rss_mb"] = sy.rss()
+            if s.governance:
+                block["probe"] = governance.probe(
+                    sy.base_url, CHAT_PATH, orjson.dumps(BODY), headers["api-key"]
+                )
+            running = sy
+            started = time.perf_counter()
+
+            def sample(requests: int | None) -> None:
+                pids = running.pids
+                row: dict[str, Any] = {
+                    "requests": requests,
+                    "elapsed_s": round(time.perf_counter() - started, 1),
+                    "per_process": {role: rss_mb(pid) for role, pid in pids.items()},
+                    "anon_per_process": {role: rss_mb(pid, "RssAnon") for role, pid in pids.items()},
+                }
+                row["rss_mb"] = sum(row["per_process"].values())
+                if probed:
+                    probes: dict[str, Any] = {}
+                    for role, pid in pids.items():
+                        figures = soak.request_snapshot(pid, trace_dir / role, len(samples))
+                        if figures is not None:
+                            probes[role] = figures
+                    row["probes"] = probes
+                    if s.tracemalloc:
+                        row["traced_mb"] = {
+                            r: f["traced_kb"] / 1024 for r, f in probes.items() if "traced_kb" in f
+                        }
+                    if s.malloc_trim:
+                        row["trimmed_mb"] = {
+                            r: f["rss_after_trim_kb"] / 1024
+                            for r, f in probes.items()
+                            if "rss_after_trim_kb" in f
+                        }
+                samples.append(row)
+
+            def on_event(kind: str, value: Any) -> None:
+                if kind == "warm":
+                    sample(0)
+                elif kind == "progress":
+                    sample(int(value))
+                    note(
+                        f"    soak {mode}: {value} requests, RSS "
+                        + ", ".join(f"{r} {mb:.1f}" for r, mb in samples[-1]["per_process"].items())
+                        + f" MB ({samples[-1]['elapsed_s']:.0f} s)"
+                    )
+
+            every = max(1, s.requests // 10)
+            job = make_job(
+                sy.base_url,
+                "mixed",
+                s.concurrency,
+                s.requests,
+                s.warmup,
+                headers,
+                progress_every=every,
+                stream_every=s.stream_every,
+            )
+            result = self.client.run(job, on_event, timeout_s=max(1800.0, s.requests / 20))
+            block.update(
+                requests=result["requests"],
+                errors=result["errors"],
+                error_samples=result["error_samples"],
+                rps=result["rps"],
+                duration_s=result["wall_s"],
+                latency_ms=result["latency_ms"],
+                ttft_ms=result.get("ttft_ms"),
+            )
+            if s.governance:
+                block["governed_state"] = governance.governed_state(
+                    sy.base_url, variant.admin_token or "", 2.0
+                )
+            else:
+                time.sleep(2.0)
+            sample(None)  # after the request log's last flush, with no load
+            sy.check_alive()
+        except Exception as exc:  # keep the samples taken so far
+            block["error"] = f"{type(exc).__name__}: {exc}"
+            note(f"[{mode} soak] FAILED: {block['error']}")
+        finally:
+            if sy is not None:
+                sy.stop()
+        roles = block.get("roles") or []
+        block["figures"] = soak.soak_figures(samples, s.requests, roles)
+        if s.tracemalloc:
+            marks = [i for i, row in enumerate(samples) if row["requests"] is not None]
+            first = next(
+                (i for i in marks if samples[i]["requests"] >= soak.WARM_FRACTION * s.requests), None
+            )
+            last = marks[-1] if marks else None
+            block["tracemalloc"] = {
+                role: soak.compare_snapshots(trace_dir / role, first, last)
+                if first is not None and last is not None and first < last
+                else None
+                for role in roles
+            }
         return block
 
     # -- --governance: the same mode without and with governance
@@ -535,6 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     blocks: list[dict[str, Any]] = []
     gov_blocks: list[dict[str, Any]] = []
+    soak_blocks: list[dict[str, Any]] = []
     interrupted = False
     upstream: Upstream | None = None
     client: LoadClient | None = None
@@ -544,7 +759,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = LoadClient()
         bench = Bench(settings, client, upstream, workdir)
         for mode in settings.modes:
-            if settings.governance:
+            if settings.soak:
+                soak_blocks.append(bench.run_soak(mode))
+            elif settings.governance:
                 gov_blocks.append(bench.run_governance(mode))
             else:
                 blocks.append(bench.run_mode(mode))
@@ -559,10 +776,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     changed = source_fingerprint() != fingerprint
     info = {"interrupted": interrupted, "source_sha256": fingerprint, "source_changed_during_run": changed}
     payload: dict[str, Any] = {"meta": {**meta(settings, started), **info}, "modes": blocks}
-    if settings.governance:
+    if settings.soak:
+        payload["soak"] = soak_blocks
+    elif settings.governance:
         payload["governance"] = gov_blocks
     write_results(settings.output, payload)
     print_report(blocks, settings, gov_blocks)
+    for block in soak_blocks:
+        print(soak.soak_section(block))
+        print()
     if changed:
         print("\nWARNING: Switchyard's sources changed during this run; modes may have run different code.")
     print(f"\nresults: {settings.output}")
