@@ -4,8 +4,9 @@
     └── UpstreamError            a provider answered with an error, or could not be reached
 
 Retry and fallback decisions read ``FailureClass`` only (never status codes or
-message text): see ``service/resilience.py``. Foreign exceptions (httpx) are
-mapped once, in :func:`map_transport_errors`.
+message text): see ``service/resilience.py``. Each provider maps its own error
+payloads (``service/providers/``); httpx's exceptions are mapped once, at the
+transport (``service/providers/transport.py``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import contextlib
 import email.utils
 import enum
 import time
-from collections.abc import Iterator, Mapping
-
-import httpx
+from collections.abc import Mapping
 
 from switchyard.errors import error_body
 from switchyard.v1 import chat_pb2 as pb
@@ -139,39 +138,9 @@ def classify_status(status: int) -> FailureClass:
     return FailureClass.CALLER
 
 
-def upstream_http_error(
-    status: int, payload: object, headers: Mapping[str, str], *, provider: str, model: str
-) -> UpstreamError:
-    """An upstream error response -> UpstreamError, keeping the provider's message, type and code."""
-    failure = classify_status(status)
-    message, error_type, code, param = f"upstream returned HTTP {status}", None, None, None
-    error = payload.get("error") if isinstance(payload, dict) else None
-    if isinstance(error, dict):
-        message = str(error.get("message") or message)
-        error_type = _str_or_none(error.get("type"))
-        code = _str_or_none(error.get("code"))
-        param = _str_or_none(error.get("param"))
-    elif isinstance(error, str):
-        message = error
-    type_ = "not_found" if status == 404 else _TYPE_BY_CLASS[failure]
-    if code == "content_filter":
-        type_ = "content_filter"
-    return UpstreamError(
-        status,
-        type_,
-        message,
-        failure=failure,
-        code=code,
-        param=param,
-        error_type=error_type or type_,
-        retry_after_s=parse_retry_after(headers),
-        provider=provider,
-        model=model,
-    )
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
+def type_for(status: int, failure: FailureClass) -> str:
+    """The contract's error ``type`` for an upstream status (providers refine it, e.g. content_filter)."""
+    return "not_found" if status == 404 else _TYPE_BY_CLASS[failure]
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -192,33 +161,3 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     if parsed is None:
         return None
     return max(0.0, parsed.timestamp() - time.time())
-
-
-@contextlib.contextmanager
-def map_transport_errors(provider: str, model: str, *, mid_stream: bool = False) -> Iterator[None]:
-    """httpx's exceptions -> UpstreamError, in this one place.
-
-    ``mid_stream``: the response had started, so a broken connection is a broken stream.
-    """
-    try:
-        yield
-    except httpx.TransportError as exc:
-        # The aiohttp transport reports a dropped connection as ConnectTimeout, so a
-        # timeout is only a timeout when its root cause is one.
-        cause = exc.__cause__
-        if isinstance(exc, httpx.TimeoutException) and (cause is None or isinstance(cause, TimeoutError)):
-            status, type_, failure = 504, "timeout", FailureClass.TIMEOUT
-            message = f"upstream timed out ({type(exc).__name__})"
-        else:
-            status, failure = 502, FailureClass.TRANSIENT
-            name = type(cause or exc).__name__
-            if mid_stream:
-                type_, message = (
-                    "upstream_stream_broken",
-                    f"the upstream connection broke mid-stream ({name})",
-                )
-            else:
-                type_, message = "upstream_unreachable", f"could not reach the upstream ({name})"
-        err = UpstreamError(status, type_, message, failure=failure, provider=provider, model=model)
-        err.from_upstream = False
-        raise err from exc

@@ -20,6 +20,7 @@ from typing import TypeVar
 from service.errors import FailureClass, GatewayError
 from service.routing import RoutePlan, Router, Target
 from switchyard.config import ProviderConfig, RetryConfig
+from switchyard.request_id import current_request_id
 from switchyard.v1 import chat_pb2 as pb
 
 T = TypeVar("T")
@@ -68,7 +69,13 @@ async def call_target(
         except GatewayError as err:
             attempts.append(err.to_attempt())
             # Status and class only: upstream messages may quote credentials.
-            log.warning("upstream attempt failed: %s status=%s type=%s", target.label, err.status, err.type)
+            log.warning(
+                "upstream attempt failed: %s status=%s type=%s request_id=%s",
+                target.label,
+                err.status,
+                err.type,
+                current_request_id.get(),
+            )
             if err.failure in (FailureClass.RATE_LIMIT, FailureClass.CREDENTIAL):
                 excluded.add(key_index)
                 if router.choose_key(provider, target.model, excluded) is not None:

@@ -16,10 +16,13 @@ from service.admin import AdminServicer
 from service.counters import open_counters
 from service.engine import ChatEngine
 from service.governance import Governance
+from service.plugins import GovernancePlugin
 from service.pricing import PriceTable
-from service.providers import Provider, build_provider
+from service.providers import Provider, ProviderContext, build_provider
+from service.providers import check as check_providers
 from service.request_log import RequestLogWriter
 from service.servicer import ChatCompletionsServicer
+from service.stats import ServiceStats
 from service.store import open_store
 from switchyard.config import Config, ConfigError
 from switchyard.grpc_options import grpc_options
@@ -105,6 +108,7 @@ async def start_service(config: Config, address: str | None = None) -> RunningSe
 
     The port is bound first, so a port in use fails before anything is opened; a failure
     after that closes what was opened (governance, upstream clients) before it propagates."""
+    check_providers(config.providers)  # a bad provider section fails before anything opens
     address = address or f"{config.server.grpc_host}:{config.server.grpc_port}"
     # Two servers must never silently share a port.
     server = grpc.aio.server(options=[*grpc_options(config), ("grpc.so_reuseport", 0)])
@@ -123,8 +127,10 @@ async def start_service(config: Config, address: str | None = None) -> RunningSe
     governance: Governance | None = None
     try:
         governance = await start_governance(config)
-        providers = {name: build_provider(p, config.timeouts) for name, p in config.providers.items()}
-        engine = ChatEngine(config, providers, governance)
+        stats = ServiceStats()
+        context = ProviderContext(config.timeouts, stats, keep_raw=config.logging.raw_request)
+        providers = {name: build_provider(p, context) for name, p in config.providers.items()}
+        engine = ChatEngine(config, providers, [GovernancePlugin(governance)], stats=stats)
         servicer = ChatCompletionsServicer(engine)
         admin = AdminServicer(governance, engine.stats)
         chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)

@@ -23,12 +23,13 @@ import yaml
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
-PROVIDER_KINDS = ("azure", "openai")
 JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
 VIRTUAL_KEY_PREFIX = "sk-bf-"
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PORT_RANGE = range(1, 65536)
+# Settings every provider has; the rest of a provider's section belongs to its kind.
+_COMMON_PROVIDER_KEYS = frozenset({"kind", "base_url", "keys", "max_connections", "base_models"})
 
 
 def check_port(value: int, path: str) -> int:
@@ -97,26 +98,29 @@ class TimeoutConfig:
 
 @dataclass(frozen=True, slots=True)
 class KeyConfig:
-    secret: Secret
+    secret: Secret  # the key's `value`
     weight: float = 1.0
     # fnmatch globs over the upstream model/deployment; empty means every model.
     models: tuple[str, ...] = ()
     api_version: str | None = None
     name: str = ""
+    # Further secrets of the key, by name (Bedrock: access key id, secret, session token). Which
+    # names a kind accepts is the provider registry's business (service/providers/registry.py).
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     name: str
     kind: str
-    base_url: str
+    base_url: str  # "" : the kind's default (the provider registry knows it)
     keys: tuple[KeyConfig, ...] = ()
-    api_version: str | None = None
-    # azure: "api-key" (header) or "bearer" (a static Entra ID token in Authorization).
-    auth: str = "api-key"
     max_connections: int = 256
     # Upstream deployment/model name -> the model whose price applies (Azure deployments).
     base_models: Mapping[str, str] = field(default_factory=dict)
+    # The kind's own settings (azure: api_version, auth; anthropic: version, default_max_tokens),
+    # as written; the provider registry checks them and makes them typed.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,47 +468,38 @@ class _Reader:
     def provider(self, name: str, spec: Any) -> ProviderConfig:
         path = f"providers.{name}"
         raw = self.mapping(spec, path)
-        self.only(
-            raw, path, {"kind", "base_url", "keys", "api_version", "auth", "max_connections", "base_models"}
-        )
         kind = self.resolve(raw.get("kind", name), f"{path}.kind")
-        if kind not in PROVIDER_KINDS:
-            raise ConfigError(
-                f"{path}.kind", f"unknown provider kind {kind!r} (known: {', '.join(PROVIDER_KINDS)})"
-            )
-        if "base_url" not in raw:
-            raise ConfigError(f"{path}.base_url", "is required")
-        base_url = self.resolve(raw["base_url"], f"{path}.base_url").rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
+        base_url = self.resolve(raw.get("base_url", ""), f"{path}.base_url").rstrip("/")
+        if base_url and not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"{path}.base_url", "must start with http:// or https://")
-        auth = self.resolve(raw.get("auth", "api-key"), f"{path}.auth")
-        if auth not in ("api-key", "bearer"):
-            raise ConfigError(f"{path}.auth", "must be 'api-key' or 'bearer'")
         keys_raw = raw.get("keys", [])
         if not isinstance(keys_raw, list):
             raise ConfigError(f"{path}.keys", "must be a list")
         keys = tuple(
             key for i, k in enumerate(keys_raw) if (key := self.key(k, f"{path}.keys[{i}]", i)) is not None
         )
-        api_version = raw.get("api_version")
         max_conn = self.scalar(raw.get("max_connections", 256), f"{path}.max_connections", int)
+        # Everything else is the kind's own settings, checked by the provider registry.
+        options = {
+            str(k): self.resolve(v, f"{path}.{k}") if isinstance(v, str | datetime.date) else v
+            for k, v in raw.items()
+            if k not in _COMMON_PROVIDER_KEYS
+        }
         return ProviderConfig(
             name=name,
             kind=kind,
             base_url=base_url,
             keys=keys,
-            api_version=self.resolve(api_version, f"{path}.api_version") if api_version else None,
-            auth=auth,
             max_connections=max(1, max_conn),
             base_models={
                 str(k): self.resolve(v, f"{path}.base_models.{k}")
                 for k, v in self.mapping(raw.get("base_models"), f"{path}.base_models").items()
             },
+            options=options,
         )
 
     def key(self, spec: Any, path: str, index: int) -> KeyConfig | None:
         raw = {"value": spec} if isinstance(spec, str) else self.mapping(spec, path)
-        self.only(raw, path, {"value", "weight", "models", "api_version", "name"})
         if "value" not in raw:
             raise ConfigError(f"{path}.value", "is required (an environment reference such as ${MY_KEY})")
         value = self.resolve(raw["value"], f"{path}.value")
@@ -517,12 +512,19 @@ class _Reader:
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise ConfigError(f"{path}.models", "must be a list of model globs")
         api_version = raw.get("api_version")
+        # Any other field is a further secret of the key (the registry says which a kind takes).
+        secrets = {
+            str(k): Secret(self.resolve(v, f"{path}.{k}"))
+            for k, v in raw.items()
+            if k not in ("value", "weight", "models", "api_version", "name")
+        }
         return KeyConfig(
             secret=Secret(value),
             weight=weight,
             models=tuple(models),
             api_version=self.resolve(api_version, f"{path}.api_version") if api_version else None,
             name=str(raw.get("name", f"key{index}")),
+            secrets=secrets,
         )
 
     def deployment(self, name: str, spec: Any, providers: Mapping[str, ProviderConfig]) -> DeploymentConfig:

@@ -13,9 +13,11 @@ import orjson
 import pytest
 
 from service.engine import ChatEngine, ChatError
-from service.providers import build_provider
+from service.plugins import GovernancePlugin
+from service.providers import ProviderContext, build_provider
 from service.records import LogEntry
 from service.server import start_governance
+from service.stats import ServiceStats
 from switchyard.config import Config, parse_config
 from switchyard.v1 import chat_pb2 as pb
 
@@ -65,12 +67,14 @@ def _config(tmp: Path) -> Config:
 async def sy(tmp_path: Path) -> AsyncIterator[Engine]:
     config = _config(tmp_path)
     upstream = Upstream()
-    transport = httpx.MockTransport(upstream)
-    providers = {name: build_provider(p, config.timeouts, transport) for name, p in config.providers.items()}
+    stats = ServiceStats()
+    context = ProviderContext(config.timeouts, stats, transport=httpx.MockTransport(upstream))
+    providers = {name: build_provider(p, context) for name, p in config.providers.items()}
     governance = await start_governance(config)
     logged: list[LogEntry] = []
     governance.record = logged.append  # type: ignore[method-assign]
-    yield Engine(ChatEngine(config, providers, governance), upstream, logged)
+    engine = ChatEngine(config, providers, [GovernancePlugin(governance)], stats=stats)
+    yield Engine(engine, upstream, logged)
     await governance.aclose()
 
 

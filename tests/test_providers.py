@@ -1,4 +1,5 @@
-"""A contract suite every provider adapter must pass, over httpx.MockTransport (no sockets)."""
+"""The OpenAI-wire providers (azure, openai) over httpx.MockTransport: URL, auth, body, SSE framing
+and error mapping. The scenarios every provider shares are in ``tests/test_provider_contract.py``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import orjson
 import pytest
 
 from service.errors import FailureClass, UpstreamError
-from service.providers import Provider, UpstreamRequest, build_provider
-from switchyard.config import KeyConfig, ProviderConfig, Secret, TimeoutConfig
+from service.providers import Prepared, Provider, ProviderContext, build_provider
+from service.routing import Target
+from switchyard.config import KeyConfig, ProviderConfig, Secret
+from switchyard.v1 import chat_pb2 as pb
 
 KEY = KeyConfig(secret=Secret("k-123"))
 EXPECTED = {
@@ -25,10 +28,24 @@ EXPECTED = {
 
 def _provider(kind: str, handler: Callable[[httpx.Request], httpx.Response]) -> Provider:
     base = "https://up.example" + ("/v1" if kind == "openai" else "")
-    config = ProviderConfig(
-        name=f"{kind}-test", kind=kind, base_url=base, keys=(KEY,), api_version="2024-10-21"
-    )
-    return build_provider(config, TimeoutConfig(), transport=httpx.MockTransport(handler))
+    options = {"api_version": "2024-10-21"} if kind == "azure" else {}
+    config = ProviderConfig(name=f"{kind}-test", kind=kind, base_url=base, keys=(KEY,), options=options)
+    return build_provider(config, ProviderContext(transport=httpx.MockTransport(handler)))
+
+
+REQUEST = pb.ChatCompletionRequest(deployment_id="dep-1", messages=[pb.ChatMessage(role="user", text="hi")])
+
+
+def _prepared(provider: Provider, *, stream: bool = False) -> Prepared:
+    return provider.prepare(REQUEST, Target(provider.name, "dep-1"), stream=stream)
+
+
+async def _chunks(provider: Provider) -> list[pb.ChatCompletionChunk]:
+    return [c async for c in provider.stream(_prepared(provider, stream=True), KEY)]
+
+
+def _chunk(text: str, finish: str | None = None) -> bytes:
+    return orjson.dumps({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
 
 
 def _sse(*events: bytes) -> bytes:
@@ -46,9 +63,7 @@ async def test_chat_sends_url_auth_and_body(kind: str) -> None:
         return httpx.Response(200, json={"id": "x"})
 
     provider = _provider(kind, handler)
-    body = {"messages": []}
-    provider.prepare_body(body, "dep-1")
-    assert await provider.chat(UpstreamRequest("dep-1", orjson.dumps(body), KEY)) == b'{"id":"x"}'
+    assert (await provider.send(_prepared(provider), KEY)).id == "x"
     (request,) = seen
     url, auth_header = EXPECTED[kind]
     assert str(request.url) == url
@@ -62,8 +77,9 @@ async def test_errors_keep_the_providers_message_and_retry_after(kind: str) -> N
         body = {"error": {"message": "slow down", "type": "requests", "code": "429"}}
         return httpx.Response(429, json=body, headers={"retry-after-ms": "1500"})
 
+    provider = _provider(kind, handler)
     with pytest.raises(UpstreamError) as caught:
-        await _provider(kind, handler).chat(UpstreamRequest("dep-1", b"{}", KEY))
+        await provider.send(_prepared(provider), KEY)
     err = caught.value
     assert (err.status, err.failure, err.message, err.retry_after_s) == (
         429,
@@ -77,42 +93,45 @@ async def test_network_errors_are_transient(kind: str) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
+    provider = _provider(kind, handler)
     with pytest.raises(UpstreamError) as caught:
-        await _provider(kind, handler).chat(UpstreamRequest("dep-1", b"{}", KEY))
+        await provider.send(_prepared(provider), KEY)
     assert (caught.value.type, caught.value.failure) == ("upstream_unreachable", FailureClass.TRANSIENT)
 
 
 async def test_stream_parses_sse_framing_variants(kind: str) -> None:
-    raw = b': keep-alive comment\n\ndata: {"a":1}\r\n\r\nevent: x\ndata: {"b":\ndata: 2}\n\ndata: [DONE]\n\n'
+    raw = (
+        b": keep-alive comment\n\ndata: "
+        + _chunk("a")
+        + b"\r\n\r\nevent: x\ndata: "
+        + _chunk("b")[:10]
+        + b"\ndata: "
+        + _chunk("b")[10:]
+        + b"\n\ndata: [DONE]\n\n"
+    )
 
     def handler(_: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=raw, headers={"content-type": "text/event-stream"})
 
-    got = [
-        d
-        async for d in _provider(kind, handler).stream_chat(UpstreamRequest("dep-1", b"{}", KEY, stream=True))
-    ]
-    assert got == [b'{"a":1}', b'{"b":\n2}']
+    got = await _chunks(_provider(kind, handler))
+    assert [c.choices[0].delta.text for c in got] == ["a", "b"]
 
 
 async def test_stream_decodes_gzip(kind: str) -> None:
     def handler(_: httpx.Request) -> httpx.Response:
-        payload = gzip.compress(_sse(b'{"a":1}', b"[DONE]"))
+        payload = gzip.compress(_sse(_chunk("a"), b"[DONE]"))
         return httpx.Response(200, content=payload, headers={"content-encoding": "gzip"})
 
-    got = [
-        d
-        async for d in _provider(kind, handler).stream_chat(UpstreamRequest("dep-1", b"{}", KEY, stream=True))
-    ]
-    assert got == [b'{"a":1}']
+    assert [c.choices[0].delta.text for c in await _chunks(_provider(kind, handler))] == ["a"]
 
 
 async def test_stream_without_done_is_broken(kind: str) -> None:
     def handler(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=_sse(b'{"a":1}'))
+        return httpx.Response(200, content=_sse(_chunk("a")))
 
-    stream = _provider(kind, handler).stream_chat(UpstreamRequest("dep-1", b"{}", KEY, stream=True))
-    assert await anext(stream) == b'{"a":1}'
+    provider = _provider(kind, handler)
+    stream = provider.stream(_prepared(provider, stream=True), KEY)
+    assert (await anext(stream)).choices[0].delta.text == "a"
     with pytest.raises(UpstreamError) as caught:
         await anext(stream)
     assert caught.value.type == "upstream_stream_broken"
@@ -124,10 +143,32 @@ async def test_stream_error_status_before_any_event(kind: str) -> None:
             503, content=gzip.compress(b'{"error":{"message":"busy"}}'), headers={"content-encoding": "gzip"}
         )
 
+    provider = _provider(kind, handler)
     with pytest.raises(UpstreamError) as caught:
-        await anext(_provider(kind, handler).stream_chat(UpstreamRequest("dep-1", b"{}", KEY, stream=True)))
+        await anext(provider.stream(_prepared(provider, stream=True), KEY))
     assert (caught.value.status, caught.value.message, caught.value.failure) == (
         503,
         "busy",
         FailureClass.TRANSIENT,
     )
+
+
+async def test_the_url_follows_what_decides_it(kind: str) -> None:
+    """The parsed-URL cache must never hand back a URL built for another key or api-version."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"id": "x"})
+
+    provider = _provider(kind, handler)
+    other_key = KeyConfig(secret=Secret("k-456"), api_version="2025-01-01-preview")
+    caller = pb.ChatCompletionRequest(
+        deployment_id="dep-1", api_version="2024-06-01", messages=[pb.ChatMessage(role="user", text="hi")]
+    )
+    for key, request in ((KEY, REQUEST), (other_key, REQUEST), (KEY, caller), (other_key, caller)):
+        await provider.send(provider.prepare(request, Target(provider.name, "dep-1"), stream=False), key)
+    if kind == "azure":
+        assert [u.rsplit("=", 1)[1] for u in seen] == ["2024-10-21", "2025-01-01-preview"] * 2
+    else:
+        assert len(set(seen)) == 1

@@ -18,6 +18,7 @@ from typing import Any, cast
 import pytest
 
 from service.engine import ChatEngine
+from service.plugins import GovernancePlugin
 from service.records import LogEntry, LogQuery
 from service.request_log import RequestLogWriter
 from service.server import start_governance
@@ -373,7 +374,7 @@ async def test_a_request_that_fails_unexpectedly_is_not_logged_as_a_success(
     )
     governance = await start_governance(config)
     try:
-        engine = ChatEngine(config, {}, governance)
+        engine = ChatEngine(config, {}, [GovernancePlugin(governance)])
 
         def internal_error(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("a bug somewhere in the engine")

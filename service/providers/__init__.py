@@ -1,32 +1,14 @@
-"""Provider adapters: one narrow async class per upstream kind.
+"""Provider adapters: one per upstream dialect, behind the narrow seam in ``base.py``.
 
-Every adapter has the same three methods (``chat``, ``stream_chat``, ``aclose``)
-and is built by :func:`build_provider` from its config; nothing outside this
-package asks which kind a provider is.
+A provider turns the canonical request (``pb.ChatCompletionRequest``) into its own wire
+format and its upstream's answers back into canonical responses and chunks. The registry
+(``registry.py``) maps each provider kind to its class, its typed options and its key's
+secrets; nothing outside this package asks which kind a provider is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from service.providers.base import HttpProvider, Prepared, Provider, ProviderContext
+from service.providers.registry import KINDS, build_provider, check
 
-import httpx
-
-from service.providers.azure import AzureProvider
-from service.providers.base import Provider, UpstreamRequest
-from service.providers.openai import OpenAIProvider
-from switchyard.config import ProviderConfig, TimeoutConfig
-
-_FACTORIES: dict[str, Callable[..., Provider]] = {
-    "azure": AzureProvider,
-    "openai": OpenAIProvider,
-}
-
-
-def build_provider(
-    config: ProviderConfig, timeouts: TimeoutConfig, transport: httpx.AsyncBaseTransport | None = None
-) -> Provider:
-    """``transport`` replaces the pooled aiohttp one (tests pass an ``httpx.MockTransport``)."""
-    return _FACTORIES[config.kind](config, timeouts, transport)
-
-
-__all__ = ["Provider", "UpstreamRequest", "build_provider"]
+__all__ = ["KINDS", "HttpProvider", "Prepared", "Provider", "ProviderContext", "build_provider", "check"]

@@ -1,33 +1,44 @@
-"""Azure OpenAI: the deployment is in the URL, the api-version in the query."""
+"""Azure OpenAI: the deployment is in the URL, the api-version in the query, the key in a header."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import quote
 
-from service.providers.base import OpenAIWireProvider, UpstreamRequest
-from switchyard.config import DEFAULT_AZURE_API_VERSION, KeyConfig
+from service.providers.base import Prepared, ProviderContext
+from service.providers.openai_wire import OpenAIWire
+from switchyard.config import DEFAULT_AZURE_API_VERSION, KeyConfig, ProviderConfig
 
 
-class AzureProvider(OpenAIWireProvider):
-    def url_for(self, request: UpstreamRequest) -> str:
+@dataclass(frozen=True, slots=True)
+class AzureOptions:
+    # Used when neither the key sets one; the caller's api-version comes after both.
+    api_version: str | None = None
+    # "api-key": the api-key header; "bearer": a static Entra ID token in Authorization.
+    auth: Literal["api-key", "bearer"] = "api-key"
+
+
+class AzureProvider(OpenAIWire):
+    body_names_model = False
+
+    def __init__(self, config: ProviderConfig, context: ProviderContext, options: AzureOptions) -> None:
+        super().__init__(config, context)
+        self._options = options
+
+    def url(self, prepared: Prepared, key: KeyConfig) -> str:
         # Key config, then provider config, then what the caller asked for.
         version = (
-            request.key.api_version
-            or self.config.api_version
-            or request.caller_api_version
+            key.api_version
+            or self._options.api_version
+            or prepared.caller_api_version
             or DEFAULT_AZURE_API_VERSION
         )
-        deployment = quote(request.model, safe="")
+        deployment = quote(prepared.target.model, safe="")
         base = self.config.base_url
         return f"{base}/openai/deployments/{deployment}/chat/completions?api-version={quote(version)}"
 
-    def auth_headers(self, key: KeyConfig) -> dict[str, str]:
-        if self.config.auth == "bearer":
+    def headers(self, prepared: Prepared, key: KeyConfig) -> dict[str, str]:
+        if self._options.auth == "bearer":
             return {"authorization": f"Bearer {key.secret.value}"}
         return {"api-key": key.secret.value}
-
-    def prepare_body(self, body: dict[str, Any], model: str) -> None:
-        # Azure routes by the URL and ignores `model`; only keep it if the caller sent one.
-        if "model" in body:
-            body["model"] = model

@@ -1,196 +1,282 @@
-"""The provider seam, and the one handler for OpenAI's wire format.
+"""The provider seam: the canonical request in, the canonical answer out.
 
-Azure OpenAI and every OpenAI-compatible server (OpenAI, vLLM, Ollama, Groq…)
-speak the same JSON and SSE; they differ only in the URL, the auth header and
-whether the body names the model. So :class:`OpenAIWireProvider` does the HTTP,
-SSE and error work once, and each adapter fills in those three hooks.
+Inside the service the proto messages are the one model; a provider is the only code that
+knows its upstream's dialect (URL, auth, body, stream framing, how a stream ends, error
+payloads and their failure class, usage accounting). Its whole surface is four methods:
+
+- ``prepare(request, target, stream=…)``: the request in the provider's wire format, built
+  once per target so every retry and key reuses it;
+- ``send(prepared, key)``: one attempt with one key -> ``pb.ChatCompletionResponse``;
+- ``stream(prepared, key)``: one attempt -> ``pb.ChatCompletionChunk``s;
+- ``aclose()``.
+
+Everything raises :class:`~service.errors.GatewayError` (mostly ``UpstreamError``), classed
+by ``FailureClass`` so the engine can retry and fall back without knowing the dialect.
+
+:class:`HttpProvider` holds the HTTP work every dialect shares (one pooled transport, the
+request, error bodies, SSE events, tolerance of the odd malformed stream payload); a dialect
+fills in a few hooks. See ``openai_wire.py`` and ``anthropic/``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 import orjson
-from httpx_aiohttp import AiohttpTransport
 
-from service.errors import FailureClass, UpstreamError, map_transport_errors, upstream_http_error
+from service.errors import FailureClass, GatewayError, UpstreamError
+from service.providers.sse import iter_sse
+from service.providers.transport import (
+    map_transport_errors,
+    pooled_transport,
+    read_capped,
+    timeout_extensions,
+)
+from service.routing import Target
+from service.stats import ServiceStats
 from switchyard.config import KeyConfig, ProviderConfig, TimeoutConfig
+from switchyard.request_id import current_request_id
+from switchyard.v1 import chat_pb2 as pb
 
-_MAX_ERROR_BODY = 64 * 1024
+log = logging.getLogger("switchyard.service")
+
+# Bad stream payloads in a row that end a stream: one or two is noise, three is a broken upstream.
+MAX_BAD_IN_A_ROW = 3
 
 
 @dataclass(frozen=True, slots=True)
-class UpstreamRequest:
-    """One attempt against one provider with one key."""
+class ProviderContext:
+    """What every provider is built with, besides its own config."""
 
-    model: str  # upstream model or deployment name
-    body: bytes  # the JSON body, ready to send
-    key: KeyConfig
+    timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    stats: ServiceStats = field(default_factory=ServiceStats)
+    # Put the upstream request and response bodies in extra_fields (logging.raw_request).
+    keep_raw: bool = False
+    # Replaces the pooled transport (tests pass an ``httpx.MockTransport``).
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request in one provider's wire format, for one target, reused by every attempt."""
+
+    target: Target
+    body: bytes
+    stream: bool
     caller_api_version: str | None = None
-    stream: bool = False
+    # Dialect details the provider wants back at send time (e.g. whether usage was asked for).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Provider(Protocol):
     name: str
     config: ProviderConfig
 
-    def prepare_body(self, body: dict[str, Any], model: str) -> None:
-        """Adjust the OpenAI-shaped body for this provider, in place (e.g. set `model`)."""
+    def prepare(self, request: pb.ChatCompletionRequest, target: Target, *, stream: bool) -> Prepared:
+        """The request in this provider's wire format; raises GatewayError (400) for what it cannot send."""
+        ...
 
-    async def chat(self, request: UpstreamRequest) -> bytes:
-        """The upstream's JSON response body; raises UpstreamError."""
+    async def send(self, prepared: Prepared, key: KeyConfig) -> pb.ChatCompletionResponse: ...
 
-    def stream_chat(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
-        """Each SSE `data:` payload until `[DONE]`; raises UpstreamError."""
+    def stream(self, prepared: Prepared, key: KeyConfig) -> AsyncIterator[pb.ChatCompletionChunk]: ...
 
     async def aclose(self) -> None: ...
 
 
-class OpenAIWireProvider:
-    """Chat completions over OpenAI's wire format, with one pooled HTTP transport.
+class HttpProvider:
+    """The HTTP plumbing shared by every dialect. Subclasses implement ``prepare`` and the hooks
+    ``url``, ``headers``, ``response_from``, ``chunks_from`` and ``error_from``."""
 
-    Requests go straight to the httpx transport (``handle_async_request``), the narrow
-    seam httpx itself is built on. ``AsyncClient.send`` would add cookie, auth,
-    redirect and URL-merging layers that cost about a third of the gateway's CPU per
-    call and that an upstream API call never needs.
-    """
-
-    def __init__(
-        self,
-        config: ProviderConfig,
-        timeouts: TimeoutConfig,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, config: ProviderConfig, context: ProviderContext) -> None:
         self.name = config.name
         self.config = config
-        limits = httpx.Limits(
-            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-        )
-        # The aiohttp transport costs ~0.8 ms of CPU per request here, httpx's default ~2.3 ms.
-        self._transport = transport or AiohttpTransport(limits=limits)
-        self._extensions = {
-            "timeout": httpx.Timeout(
-                connect=timeouts.connect_s,
-                read=timeouts.read_s,
-                write=timeouts.read_s,
-                pool=timeouts.connect_s,
-            ).as_dict()
-        }
-        self._urls: dict[tuple[str, str | None, str | None], httpx.URL] = {}
+        self._context = context
+        self._stats = context.stats
+        self._keep_raw = context.keep_raw
+        self._transport = context.transport or pooled_transport(config.max_connections)
+        self._extensions = timeout_extensions(context.timeouts)
+        # Parsing a URL is a noticeable share of a request's cost and a gateway sees few
+        # distinct ones, so parsed URLs are kept, keyed by their full text: whatever decides
+        # the URL (model, stream, api-version, key), a cached one is never the wrong one.
+        self._urls: dict[str, httpx.URL] = {}
 
-    # -- hooks for the adapters
+    # -- hooks for the dialects
 
-    def url_for(self, request: UpstreamRequest) -> str:
+    def prepare(self, request: pb.ChatCompletionRequest, target: Target, *, stream: bool) -> Prepared:
         raise NotImplementedError
 
-    def auth_headers(self, key: KeyConfig) -> dict[str, str]:
+    def url(self, prepared: Prepared, key: KeyConfig) -> str:
         raise NotImplementedError
 
-    def prepare_body(self, body: dict[str, Any], model: str) -> None:
-        body["model"] = model
+    def headers(self, prepared: Prepared, key: KeyConfig) -> dict[str, str]:
+        raise NotImplementedError
+
+    def response_from(self, data: dict[str, Any], prepared: Prepared) -> pb.ChatCompletionResponse:
+        """The upstream's JSON answer -> the canonical response (raise GatewayError if unusable)."""
+        raise NotImplementedError
+
+    def chunks_from(
+        self, events: AsyncIterator[tuple[bytes, bytes]], prepared: Prepared
+    ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        """The upstream's SSE ``(event, data)`` pairs -> canonical chunks, until the stream's end."""
+        raise NotImplementedError
+
+    def error_from(
+        self, status: int, payload: object, headers: httpx.Headers, prepared: Prepared
+    ) -> UpstreamError:
+        """An upstream error response (its parsed JSON, or ``{"message": text}``) -> UpstreamError."""
+        raise NotImplementedError
 
     # -- the shared work
 
-    def _url(self, request: UpstreamRequest) -> httpx.URL:
-        # Parsing a URL is a noticeable share of a request's cost; the set of
-        # (model, api-version) pairs a gateway sees is small, so keep them parsed.
-        cache_key = (request.model, request.key.api_version, request.caller_api_version)
-        url = self._urls.get(cache_key)
-        if url is None:
-            if len(self._urls) >= 4096:
-                self._urls.clear()
-            url = self._urls[cache_key] = httpx.URL(self.url_for(request))
-        return url
-
-    def _build(self, request: UpstreamRequest) -> httpx.Request:
-        headers = self.auth_headers(request.key)
-        headers["content-type"] = "application/json"
-        if request.stream:
-            headers["accept"] = "text/event-stream"
-        return httpx.Request(
-            "POST", self._url(request), content=request.body, headers=headers, extensions=self._extensions
-        )
-
-    async def chat(self, request: UpstreamRequest) -> bytes:
-        with map_transport_errors(self.name, request.model):
-            response = await self._transport.handle_async_request(self._build(request))
+    async def send(self, prepared: Prepared, key: KeyConfig) -> pb.ChatCompletionResponse:
+        model = prepared.target.model
+        with map_transport_errors(self.name, model):
+            response = await self._transport.handle_async_request(self._request(prepared, key))
             try:
                 content = await response.aread()
             finally:
                 await response.aclose()
         if response.status_code >= 400:
-            raise self._error(response.status_code, content, response.headers, request.model)
-        return content
+            raise self._error(response.status_code, content, response.headers, prepared)
+        try:
+            data = orjson.loads(content)
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise self.bad_response(prepared, f"not a JSON object ({exc})") from None
+        answer = self.response_from(data, prepared)
+        if self._keep_raw:
+            extra = answer.extra_fields
+            extra.raw_request_json = prepared.body.decode()
+            extra.raw_response_json = content.decode()
+        return answer
 
-    async def stream_chat(self, request: UpstreamRequest) -> AsyncIterator[bytes]:
-        with map_transport_errors(self.name, request.model):
-            response = await self._transport.handle_async_request(self._build(request))
+    async def stream(self, prepared: Prepared, key: KeyConfig) -> AsyncIterator[pb.ChatCompletionChunk]:
+        model = prepared.target.model
+        with map_transport_errors(self.name, model):
+            response = await self._transport.handle_async_request(self._request(prepared, key))
         try:
             if response.status_code >= 400:
-                with map_transport_errors(self.name, request.model):
-                    content = await _read_capped(response, _MAX_ERROR_BODY)
-                raise self._error(response.status_code, content, response.headers, request.model)
-            with map_transport_errors(self.name, request.model, mid_stream=True):
-                async for data in iter_sse_data(response.aiter_bytes()):
-                    if data == b"[DONE]":
-                        return
-                    yield data
-            raise UpstreamError(
-                502,
-                "upstream_stream_broken",
-                "the upstream stream ended before [DONE]",
-                failure=FailureClass.TRANSIENT,
-                provider=self.name,
-                model=request.model,
-            )
+                with map_transport_errors(self.name, model):
+                    content = await read_capped(response)
+                raise self._error(response.status_code, content, response.headers, prepared)
+            chunks = self.chunks_from(self._events(response, model), prepared)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()  # type: ignore[attr-defined]
         finally:
             # Closing before the body is read drops the connection, which is what
             # cancels the generation upstream when our caller goes away.
             await response.aclose()
 
-    def _error(self, status: int, content: bytes, headers: httpx.Headers, model: str) -> UpstreamError:
-        try:
-            payload: object = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            payload = {"error": {"message": content[:500].decode("utf-8", "replace") or None}}
-        return upstream_http_error(status, payload, headers, provider=self.name, model=model)
-
     async def aclose(self) -> None:
         await self._transport.aclose()
 
+    # -- helpers for the dialects
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async for piece in response.aiter_bytes():
-        parts.append(piece)
-        size += len(piece)
-        if size >= limit:
-            break
-    return b"".join(parts)[:limit]
+    def bad_response(self, prepared: Prepared, why: str) -> GatewayError:
+        return GatewayError(
+            502,
+            "upstream_bad_response",
+            f"the upstream answered with something unusable: {why}",
+            failure=FailureClass.TRANSIENT,
+            provider=self.name,
+            model=prepared.target.model,
+        )
+
+    def stream_broken(self, prepared: Prepared, why: str) -> UpstreamError:
+        err = UpstreamError(
+            502,
+            "upstream_stream_broken",
+            why,
+            failure=FailureClass.TRANSIENT,
+            provider=self.name,
+            model=prepared.target.model,
+        )
+        err.from_upstream = False
+        return err
+
+    def payload_guard(self, prepared: Prepared) -> PayloadGuard:
+        return PayloadGuard(self, prepared)
+
+    # -- internals
+
+    def _request(self, prepared: Prepared, key: KeyConfig) -> httpx.Request:
+        text = self.url(prepared, key)
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= 4096:
+                self._urls.clear()
+            url = self._urls[text] = httpx.URL(text)
+        headers = self.headers(prepared, key)
+        headers["content-type"] = "application/json"
+        if prepared.stream:
+            headers["accept"] = "text/event-stream"
+        return httpx.Request("POST", url, content=prepared.body, headers=headers, extensions=self._extensions)
+
+    async def _events(self, response: httpx.Response, model: str) -> AsyncIterator[tuple[bytes, bytes]]:
+        with map_transport_errors(self.name, model, mid_stream=True):
+            async for event in iter_sse(response.aiter_bytes()):
+                yield event
+
+    def _error(
+        self, status: int, content: bytes, headers: httpx.Headers, prepared: Prepared
+    ) -> UpstreamError:
+        try:
+            payload: object = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            payload = {"message": content[:500].decode("utf-8", "replace") or None}
+        return self.error_from(status, payload, headers, prepared)
 
 
-async def iter_sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The `data:` payloads of an SSE byte stream, one per event (multi-line data joined by newlines)."""
-    buffer = b""
-    data_lines: list[bytes] = []
-    async for chunk in chunks:
-        buffer += chunk
-        while True:
-            newline = buffer.find(b"\n")
-            if newline < 0:
-                break
-            line = buffer[:newline].rstrip(b"\r")
-            buffer = buffer[newline + 1 :]
-            if not line:
-                if data_lines:
-                    yield b"\n".join(data_lines)
-                    data_lines = []
-            elif line.startswith(b"data:"):
-                data_lines.append(line[6:] if line[5:6] == b" " else line[5:])
-            # event:, id:, retry: and ':' comments carry nothing we use.
-    if data_lines:
-        yield b"\n".join(data_lines)
+class PayloadGuard:
+    """Tolerance for the odd malformed stream payload, the same for every dialect.
+
+    Real upstreams (and the proxies in front of them) sometimes garble one event of a good
+    stream. Dropping the whole answer for it is worse than skipping it: one bad payload is
+    skipped, logged and counted (``ServiceStats.malformed_stream_chunks``); a run of them, or a
+    stream with nothing valid in it, fails as ``502 upstream_bad_response``.
+    """
+
+    __slots__ = ("_bad_in_a_row", "_prepared", "_provider", "skipped", "valid")
+
+    def __init__(self, provider: HttpProvider, prepared: Prepared) -> None:
+        self._provider = provider
+        self._prepared = prepared
+        self.valid = 0
+        self.skipped = 0
+        self._bad_in_a_row = 0
+
+    def good(self) -> None:
+        self.valid += 1
+        self._bad_in_a_row = 0
+
+    def bad(self, why: str) -> None:
+        """Note a malformed payload; raises once there have been too many in a row."""
+        self.skipped += 1
+        self._bad_in_a_row += 1
+        self._provider._stats.malformed_stream_chunks += 1
+        log.warning(
+            "skipped a malformed stream payload from %s (%s) request_id=%s",
+            self._prepared.target.label,
+            why[:200],
+            current_request_id.get(),
+        )
+        if self._bad_in_a_row >= MAX_BAD_IN_A_ROW:
+            raise self._provider.bad_response(
+                self._prepared, f"{self._bad_in_a_row} malformed stream payloads in a row"
+            )
+
+    def check_end(self) -> None:
+        """At the end of a stream: nothing valid at all is a failure."""
+        if not self.valid and self.skipped:
+            raise self._provider.bad_response(
+                self._prepared, f"the stream carried no valid payload ({self.skipped} malformed)"
+            )

@@ -1,14 +1,25 @@
-"""Any OpenAI-compatible server (OpenAI, vLLM, Ollama, Groq…): base_url + /chat/completions."""
+"""Any OpenAI-compatible server (OpenAI, vLLM, Ollama, Groq…): ``{base_url}/chat/completions``."""
 
 from __future__ import annotations
 
-from service.providers.base import OpenAIWireProvider, UpstreamRequest
-from switchyard.config import KeyConfig
+from dataclasses import dataclass
+
+from service.providers.base import Prepared, ProviderContext
+from service.providers.openai_wire import OpenAIWire
+from switchyard.config import KeyConfig, ProviderConfig
 
 
-class OpenAIProvider(OpenAIWireProvider):
-    def url_for(self, request: UpstreamRequest) -> str:
+@dataclass(frozen=True, slots=True)
+class OpenAIOptions:
+    pass
+
+
+class OpenAIProvider(OpenAIWire):
+    def __init__(self, config: ProviderConfig, context: ProviderContext, options: OpenAIOptions) -> None:
+        super().__init__(config, context)
+
+    def url(self, prepared: Prepared, key: KeyConfig) -> str:
         return f"{self.config.base_url}/chat/completions"
 
-    def auth_headers(self, key: KeyConfig) -> dict[str, str]:
+    def headers(self, prepared: Prepared, key: KeyConfig) -> dict[str, str]:
         return {"authorization": f"Bearer {key.secret.value}"}

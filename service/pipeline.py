@@ -1,0 +1,202 @@
+"""One request path for unary and streaming calls, and the plugins that hook into it.
+
+In the spirit of Bifrost's Pre/Post hooks and Starlette's middleware stack: a plugin
+overrides only the hooks it needs, and the pipeline builds each hook's list once, at
+start, so a plugin without (say) a chunk hook costs nothing per chunk.
+
+    on_request     before routing; may refuse (raise GatewayError) or short-circuit with a
+                   response (a cache hit)                                      in order
+    on_plan        the route plan: which targets may be tried                  in order
+    before_target  a target is about to be tried (a budget reservation)       in order
+    on_attempt     each upstream attempt, with its outcome                     in order
+    after_target   that target succeeded or failed (release or keep)          reverse
+    on_response    the unary answer, before it is returned                     reverse
+    on_chunk       each stream chunk, before it is sent                        reverse
+    on_finish      the call is over, whatever happened; never raises          reverse
+
+Post hooks (the reverse ones) run only for plugins whose ``on_request`` ran: a plugin that
+refused or short-circuited still sees its own ``on_finish``, the ones after it see nothing.
+Per-request state lives in :class:`CallContext`; each plugin has a slot in ``ctx.slots``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import GatewayError
+from service.providers import Prepared
+from service.routing import RoutePlan, Target
+from switchyard.v1 import chat_pb2 as pb
+
+log = logging.getLogger("switchyard.service")
+
+REQUEST_TYPE = "chat_completion"
+STREAM_REQUEST_TYPE = "chat_completion_stream"
+
+Metadata = Iterable[tuple[str, str | bytes]]
+
+
+class ChatError(Exception):
+    """A request failed: ``body`` is the contract's error body, ready to send."""
+
+    def __init__(self, body: pb.ErrorBody, retry_after_s: float | None = None) -> None:
+        super().__init__(body.error.message)
+        self.body = body
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(slots=True, eq=False)  # compared and hashed by identity
+class CallContext:
+    """Everything about one call that the engine and the plugins share."""
+
+    request: pb.ChatCompletionRequest
+    stream: bool
+    request_id: str
+    metadata: Metadata
+    slots: list[Any]
+    started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
+    attempts: list[pb.Attempt] = field(default_factory=list)
+    target: Target | None = None  # the target that answered
+    usage: pb.Usage | None = None  # the last usage the upstream reported
+    cost: float | None = None  # USD, when a plugin priced the usage
+    status: int = 200  # the HTTP status the caller gets
+    error_type: str | None = None
+    # Set when the server ends this stream because its shutdown grace ran out.
+    shutting_down: bool = False
+    # Plugins (by index) whose on_request phase was reached: only they get post hooks.
+    entered: int = 0
+
+    @property
+    def request_type(self) -> str:
+        return STREAM_REQUEST_TYPE if self.stream else REQUEST_TYPE
+
+    @property
+    def model_requested(self) -> str:
+        return self.request.deployment_id or self.request.model
+
+    def latency_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+    def fail(self, err: GatewayError) -> ChatError:
+        self.status, self.error_type = err.status, err.type
+        body = err.to_body(
+            model_requested=self.model_requested,
+            request_type=self.request_type,
+            attempts=self.attempts,
+            event_id=self.request_id,
+        )
+        return ChatError(body, err.retry_after_s)
+
+
+class Plugin:
+    """Override the hooks you need; the defaults do nothing (and are never called)."""
+
+    name = "plugin"
+    slot = -1  # this plugin's index in ``CallContext.slots``, set by the Pipeline
+
+    async def on_request(self, ctx: CallContext) -> pb.ChatCompletionResponse | None:
+        return None
+
+    def on_plan(self, ctx: CallContext, plan: RoutePlan) -> RoutePlan:
+        return plan
+
+    async def before_target(self, ctx: CallContext, target: Target, prepared: Prepared) -> None:
+        return None
+
+    def on_attempt(
+        self, ctx: CallContext, target: Target, error: GatewayError | None, elapsed_s: float
+    ) -> None:
+        return None
+
+    async def after_target(self, ctx: CallContext, target: Target, error: BaseException | None) -> None:
+        return None
+
+    def on_response(self, ctx: CallContext, response: pb.ChatCompletionResponse) -> None:
+        return None
+
+    def on_chunk(self, ctx: CallContext, chunk: pb.ChatCompletionChunk) -> None:
+        return None
+
+    async def on_finish(self, ctx: CallContext) -> None:
+        return None
+
+
+def _overriding(plugins: Sequence[Plugin], hook: str) -> tuple[Plugin, ...]:
+    default = getattr(Plugin, hook)
+    return tuple(p for p in plugins if getattr(type(p), hook) is not default)
+
+
+class Pipeline:
+    """The plugins, in order, with each hook's list built once."""
+
+    def __init__(self, plugins: Sequence[Plugin]) -> None:
+        self.plugins = tuple(plugins)
+        for index, plugin in enumerate(self.plugins):
+            plugin.slot = index
+        self._request = _overriding(self.plugins, "on_request")
+        self._plan = _overriding(self.plugins, "on_plan")
+        self._before = _overriding(self.plugins, "before_target")
+        self.attempt_hooks = _overriding(self.plugins, "on_attempt")
+        # Post hooks: reversed here, once.
+        self._after = _overriding(self.plugins, "after_target")[::-1]
+        self._response = _overriding(self.plugins, "on_response")[::-1]
+        self.chunk_hooks = _overriding(self.plugins, "on_chunk")[::-1]
+        self._finish = _overriding(self.plugins, "on_finish")[::-1]
+
+    def new_slots(self) -> list[Any]:
+        return [None] * len(self.plugins)
+
+    async def on_request(self, ctx: CallContext) -> pb.ChatCompletionResponse | None:
+        """Run the pre hooks in order; the first answer (or refusal) stops the rest."""
+        for plugin in self._request:
+            ctx.entered = plugin.slot + 1
+            answer = await plugin.on_request(ctx)
+            if answer is not None:
+                return answer
+        ctx.entered = len(self.plugins)
+        return None
+
+    def on_plan(self, ctx: CallContext, plan: RoutePlan) -> RoutePlan:
+        for plugin in self._plan:
+            plan = plugin.on_plan(ctx, plan)
+        return plan
+
+    async def before_target(self, ctx: CallContext, target: Target, prepared: Prepared) -> None:
+        for plugin in self._before:
+            await plugin.before_target(ctx, target, prepared)
+
+    def on_attempt(
+        self, ctx: CallContext, target: Target, error: GatewayError | None, elapsed_s: float
+    ) -> None:
+        for plugin in self.attempt_hooks:
+            plugin.on_attempt(ctx, target, error, elapsed_s)
+
+    async def after_target(self, ctx: CallContext, target: Target, error: BaseException | None) -> None:
+        """Every plugin's hook runs even if one raises; the first error is re-raised after."""
+        failure: Exception | None = None
+        for plugin in self._after:
+            try:
+                await plugin.after_target(ctx, target, error)
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def on_response(self, ctx: CallContext, response: pb.ChatCompletionResponse) -> None:
+        for plugin in self._response:
+            if plugin.slot < ctx.entered:
+                plugin.on_response(ctx, response)
+
+    async def on_finish(self, ctx: CallContext) -> None:
+        for plugin in self._finish:
+            if plugin.slot >= ctx.entered:
+                continue
+            try:
+                await plugin.on_finish(ctx)
+            except Exception:  # the answer is already made; a plugin's failure must not change it
+                log.exception("plugin %s failed at the end of request %s", plugin.name, ctx.request_id)

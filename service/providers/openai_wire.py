@@ -1,0 +1,137 @@
+"""OpenAI's wire format: the chat-completions JSON body, its SSE chunks, and its error bodies.
+
+Azure OpenAI and every OpenAI-compatible server (OpenAI, vLLM, Ollama, Groq…) speak it; they
+differ only in the URL, the auth header and whether the body names the model, which is all
+their own modules (``azure.py``, ``openai.py``) say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from service.errors import GatewayError, UpstreamError, classify_status, parse_retry_after, type_for
+from service.providers.base import HttpProvider, Prepared
+from service.routing import Target
+from switchyard import codec
+from switchyard.v1 import chat_pb2 as pb
+
+_DONE = b"[DONE]"
+
+
+class OpenAIWire(HttpProvider):
+    # Azure routes by the URL and ignores `model`; everyone else needs it in the body.
+    body_names_model = True
+
+    def prepare(self, request: pb.ChatCompletionRequest, target: Target, *, stream: bool) -> Prepared:
+        body = codec.request_to_dict(request)
+        body.pop("fallbacks", None)
+        if self.body_names_model or "model" in body:
+            body["model"] = target.model
+        if not stream:
+            # A unary call gets a unary answer, whatever the request's `stream` says.
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        else:
+            body["stream"] = True
+            # Always ask for usage so accounting works; the engine forwards the usage
+            # chunk only if the caller asked for it.
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+        return Prepared(target, orjson.dumps(body), stream, request.api_version or None)
+
+    def response_from(self, data: dict[str, Any], prepared: Prepared) -> pb.ChatCompletionResponse:
+        try:
+            return codec.response_from_dict(data, pb.ChatCompletionResponse)
+        except codec.CodecError as exc:
+            raise self.bad_response(prepared, exc.message) from None
+
+    async def chunks_from(
+        self, events: AsyncIterator[tuple[bytes, bytes]], prepared: Prepared
+    ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        guard = self.payload_guard(prepared)
+        finished = usage_seen = False
+        try:
+            async for _event, data in events:
+                if data == _DONE:
+                    guard.check_end()
+                    return
+                chunk = self._chunk(data, guard)
+                if chunk is None:
+                    continue
+                if not finished:
+                    finished = any(choice.finish_reason for choice in chunk.choices)
+                if chunk.HasField("usage"):
+                    usage_seen = True
+                yield chunk
+            guard.check_end()
+            raise self.stream_broken(prepared, "the upstream stream ended before [DONE]")
+        except GatewayError:
+            guard.check_end()  # nothing valid came: that is the failure to report
+            if finished and usage_seen:
+                # The final chunk and the usage arrived; only the end marker did not. The
+                # answer is whole and accounted for, so it ends as a success.
+                return
+            raise
+
+    def error_from(
+        self, status: int, payload: object, headers: httpx.Headers, prepared: Prepared
+    ) -> UpstreamError:
+        return openai_error(status, payload, headers, provider=self.name, model=prepared.target.model)
+
+    @staticmethod
+    def _chunk(data: bytes, guard: Any) -> pb.ChatCompletionChunk | None:
+        try:
+            parsed = orjson.loads(data)
+            if not isinstance(parsed, dict):
+                raise TypeError("not a JSON object")
+            chunk = codec.response_from_dict(parsed, pb.ChatCompletionChunk)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            guard.bad(str(exc))
+            return None
+        except codec.CodecError as exc:
+            guard.bad(exc.message)
+            return None
+        guard.good()
+        return chunk
+
+
+def openai_error(
+    status: int, payload: object, headers: Mapping[str, str], *, provider: str, model: str
+) -> UpstreamError:
+    """An OpenAI-style error response -> UpstreamError, keeping the provider's message, type and code."""
+    failure = classify_status(status)
+    message, error_type, code, param = f"upstream returned HTTP {status}", None, None, None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or message)
+        error_type = _str_or_none(error.get("type"))
+        code = _str_or_none(error.get("code"))
+        param = _str_or_none(error.get("param"))
+    elif isinstance(error, str):
+        message = error
+    elif isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        message = payload["message"]
+    type_ = type_for(status, failure)
+    if code == "content_filter":
+        type_ = "content_filter"
+    return UpstreamError(
+        status,
+        type_,
+        message,
+        failure=failure,
+        code=code,
+        param=param,
+        error_type=error_type or type_,
+        retry_after_s=parse_retry_after(headers),
+        provider=provider,
+        model=model,
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,65 @@
+"""The provider registry: a provider section is checked against its kind before anything opens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.providers import KINDS, ProviderContext, build_provider, check
+from service.providers.anthropic import AnthropicOptions
+from service.providers.azure import AzureOptions
+from switchyard.config import ConfigError, parse_config
+
+
+def _config(section: dict[str, Any], env: dict[str, str] | None = None) -> Any:
+    return parse_config({"providers": {"p": section}, "routing": {"default_provider": "p"}}, env=env or {})
+
+
+def _providers(section: dict[str, Any]) -> Any:
+    return _config(section).providers
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ({"kind": "nope", "base_url": "http://x"}, "providers.p.kind"),
+        ({"kind": "azure"}, "providers.p.base_url"),
+        ({"kind": "azure", "base_url": "http://x", "auth": "basic"}, "providers.p.auth"),
+        ({"kind": "azure", "base_url": "http://x", "version": "1"}, "providers.p.version"),
+        ({"kind": "anthropic", "default_max_tokens": "many"}, "providers.p.default_max_tokens"),
+        ({"kind": "anthropic", "default_max_tokens": True}, "providers.p.default_max_tokens"),
+        (
+            {"kind": "openai", "keys": [{"value": "k", "session_token": "t"}]},
+            "providers.p.keys[0].session_token",
+        ),
+    ],
+)
+def test_a_bad_provider_section_names_the_key(section: dict[str, Any], path: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        check(_providers(section))
+    assert caught.value.path == path
+
+
+def test_every_kind_builds_with_typed_options_and_its_default_base_url() -> None:
+    assert set(KINDS) >= {"azure", "openai", "anthropic"}
+    azure = build_provider(
+        _providers({"kind": "azure", "base_url": "http://x", "auth": "bearer"})["p"], ProviderContext()
+    )
+    assert azure._options == AzureOptions(auth="bearer")  # type: ignore[attr-defined]
+    anthropic = build_provider(
+        _providers({"kind": "anthropic", "default_max_tokens": "2048", "version": "2023-06-01"})["p"],
+        ProviderContext(),
+    )
+    assert anthropic.config.base_url == "https://api.anthropic.com"
+    assert anthropic.options == AnthropicOptions(version="2023-06-01", default_max_tokens=2048)  # type: ignore[attr-defined]
+    assert build_provider(_providers({"kind": "openai"})["p"], ProviderContext()).config.base_url == (
+        "https://api.openai.com/v1"
+    )
+
+
+def test_a_keys_further_secrets_are_resolved_and_redacted() -> None:
+    config = _config({"kind": "openai", "keys": [{"value": "k", "extra": "${S}"}]}, {"S": "s3cret-value"})
+    (key,) = config.providers["p"].keys
+    assert key.secrets["extra"].value == "s3cret-value"
+    assert "s3cret-value" not in repr(key) and "s3cret-value" not in str(config.redacted())
