@@ -8,9 +8,47 @@ log. It is never on the per-request hot path except through the request-log writ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 from service.records import LogEntry, LogPage, LogQuery, Team, UsageRow, VirtualKey
+
+# ---------------------------------------------------------------- what backends give SqlStore
+# Here, not in sql.py: migrations.py and the backends need them, and sql.py needs migrations.py.
+
+Row = Sequence[Any]
+Params = Sequence[object]
+
+
+class Executor(Protocol):
+    """Runs statements written with ``?`` placeholders."""
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; return the number of rows it changed."""
+        ...
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
+        """One statement over many parameter rows, all in one transaction."""
+        ...
+
+
+class Adapter(Executor, Protocol):
+    """A backend's connection handling: all that differs between SQLite and PostgreSQL."""
+
+    def transaction(self, *, exclusive: bool = False) -> AbstractAsyncContextManager[Executor]:
+        """An executor whose statements commit together (or not at all).
+
+        ``exclusive``: also serialised against every other exclusive transaction on
+        the same database, in any process (used by migrations).
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------- what every store offers
 
 
 class StoreError(Exception):

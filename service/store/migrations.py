@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from service.store.base import StoreError
-
-if TYPE_CHECKING:
-    from service.store.sql import Adapter
+from service.store.base import Adapter, StoreError
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from service.store.sql import Adapter, DriverErrors, Executor, Params, Row, SqlStore
+from service.store.base import Adapter, Executor, Params, Row
+from service.store.sql import DriverErrors, SqlStore
 
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 5

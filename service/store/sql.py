@@ -13,49 +13,18 @@ import binascii
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
 from service.records import LogEntry, LogPage, LogQuery, Team, UsageRow, VirtualKey
-from service.store.base import AlreadyExists, StoreError
+from service.store.base import Adapter, AlreadyExists, Row, StoreError
 from service.store.migrations import migrate
 from switchyard.config import BudgetConfig, RateLimitConfig
 
-Row = Sequence[Any]
-Params = Sequence[object]
-
 MAX_PAGE = 1000
-
-
-class Executor(Protocol):
-    """Runs statements written with ``?`` placeholders."""
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement; return the number of rows it changed."""
-        ...
-
-    async def fetch(self, sql: str, params: Params = ()) -> list[Row]: ...
-
-    async def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
-        """One statement over many parameter rows, all in one transaction."""
-        ...
-
-
-class Adapter(Executor, Protocol):
-    """A backend's connection handling: all that differs between SQLite and PostgreSQL."""
-
-    def transaction(self, *, exclusive: bool = False) -> AbstractAsyncContextManager[Executor]:
-        """An executor whose statements commit together (or not at all).
-
-        ``exclusive``: also serialised against every other exclusive transaction on
-        the same database, in any process (used by migrations).
-        """
-        ...
-
-    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from service.store.sql import Adapter, DriverErrors, Executor, Params, Row, SqlStore
+from service.store.base import Adapter, Executor, Params, Row
+from service.store.sql import DriverErrors, SqlStore
 
 BUSY_TIMEOUT_MS = 5000
 
