@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.conftest import Stack, base_config, free_port, secret_env, start_stack
+from tests.support import Stack, base_config, free_port, secret_env, start_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

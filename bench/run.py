@@ -60,7 +60,7 @@ from bench.report import (  # noqa: E402
     run_checks,
     summary_table,
 )
-from tests.conftest import AZURE_KEY  # noqa: E402
+from tests.support import AZURE_KEY  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 API_VERSION = "2024-10-21"

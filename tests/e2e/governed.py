@@ -18,7 +18,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.conftest import base_config, free_port
+from tests.support import base_config, free_port
 
 ADMIN_TOKEN = "adm-bootstrap-secret-5f0c2a9e71d84b36"
 JWT_SECRET = "jwt-hs256-shared-secret-0b7e4c1f9a2d6e58"

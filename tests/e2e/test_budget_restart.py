@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import start_stack
 from tests.e2e.governed import GOVERNED_ENV, admin_headers, chat_body, create_key, governed_config
 from tests.fakes.upstream import FakeUpstream, Reply, Usage
+from tests.support import start_stack
 
 CHAT = "/openai/deployments/priced/chat/completions?api-version=2024-10-21"
 COST = 10 * 0.001 + 50 * 0.002  # priced-model: 10 prompt and 50 completion tokens

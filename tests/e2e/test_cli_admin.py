@@ -22,7 +22,6 @@ import pytest
 import yaml
 
 from switchyard.config import ConfigError, parse_config
-from tests.conftest import Stack, free_port, secret_env, start_stack
 from tests.e2e.governed import (
     ADMIN_TOKEN,
     GOVERNED_ENV,
@@ -33,6 +32,7 @@ from tests.e2e.governed import (
     governed_config,
 )
 from tests.fakes.upstream import FakeUpstream
+from tests.support import Stack, free_port, secret_env, start_stack
 
 CHAT = "/openai/deployments/{}/chat/completions?api-version=2024-10-21"
 SECRET = re.compile(r"^sk-bf-[A-Za-z0-9_-]{43}$")

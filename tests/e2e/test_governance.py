@@ -23,7 +23,6 @@ import pytest
 from google.rpc import error_details_pb2
 
 from switchyard.v1 import chat_pb2, chat_pb2_grpc
-from tests.conftest import SECRETS, Stack, start_stack
 from tests.e2e.governed import (
     ADMIN_TOKEN,
     GOVERNED_ENV,
@@ -42,6 +41,7 @@ from tests.e2e.governed import (
 )
 from tests.e2e.rpc_errors import error_body, rich_status
 from tests.fakes.upstream import FakeUpstream, Reply, Usage
+from tests.support import SECRETS, Stack, start_stack
 
 CHAT = "/openai/deployments/{}/chat/completions?api-version=2024-10-21"
 MINTED: list[str] = []  # every credential the tests made, for the no-leak check

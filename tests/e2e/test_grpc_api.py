@@ -17,9 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from switchyard.v1 import chat_pb2, chat_pb2_grpc
-from tests.conftest import AZURE_KEY, ROTATE_KEYS, Stack
 from tests.e2e.rpc_errors import error_body, rich_status
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.support import AZURE_KEY, ROTATE_KEYS, Stack
 
 SERVICE = "switchyard.v1.ChatCompletions"
 

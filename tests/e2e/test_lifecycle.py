@@ -14,8 +14,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import Stack, base_config, free_port, secret_env, start_stack
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.support import Stack, base_config, free_port, secret_env, start_stack
 
 USER = [{"role": "user", "content": "hello"}]
 

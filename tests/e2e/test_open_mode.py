@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import OPEN_MODE_ADMIN_TOKEN, Stack
+from tests.support import OPEN_MODE_ADMIN_TOKEN, Stack
 
 CHAT = "/openai/deployments/open-mode/chat/completions?api-version=2024-10-21"
 BODY = {"messages": [{"role": "user", "content": "hi"}]}

@@ -17,8 +17,8 @@ import pytest
 from openai import AzureOpenAI
 from openai.types.chat import ChatCompletionChunk
 
-from tests.conftest import AZURE_KEY, ENTRA_TOKEN, Stack
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.support import AZURE_KEY, ENTRA_TOKEN, Stack
 
 API_VERSION = "2024-10-21"
 CALLER_KEY = "caller-key-must-not-reach-upstream"

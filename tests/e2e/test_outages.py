@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.conftest import free_port, start_stack
 from tests.e2e.governed import GOVERNED_ENV, chat_body, create_key, governed_config
 from tests.fakes.upstream import FakeUpstream
+from tests.support import free_port, start_stack
 
 CHAT = "/openai/deployments/outage/chat/completions?api-version=2024-10-21"
 

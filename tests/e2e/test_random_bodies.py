@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Stack
 from tests.fakes.upstream import FakeUpstream
+from tests.support import Stack
 
 CHAT = "/openai/deployments/fuzz/chat/completions?api-version=2024-10-21"
 

@@ -36,10 +36,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switchyard.v1 import admin_pb2 as apb
 from switchyard.v1 import admin_pb2_grpc, chat_pb2, chat_pb2_grpc
-from tests.conftest import free_port, secret_env
 from tests.e2e.governed import ADMIN_TOKEN, GOVERNED_ENV, governed_config
 from tests.e2e.rpc_errors import error_body, rich_status
 from tests.fakes.upstream import FakeUpstream, Reply, Usage
+from tests.support import free_port, secret_env
 
 PG_SERVER = os.environ.get("SWITCHYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("SY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

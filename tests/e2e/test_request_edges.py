@@ -14,9 +14,9 @@ import pytest
 
 from switchyard.v1 import chat_pb2 as pb
 from switchyard.v1 import chat_pb2_grpc
-from tests.conftest import OPEN_MODE_ADMIN_TOKEN, Stack
 from tests.e2e.rpc_errors import error_body, rich_status
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.support import OPEN_MODE_ADMIN_TOKEN, Stack
 
 CHAT = "/openai/deployments/{}/chat/completions?api-version=2024-10-21"
 

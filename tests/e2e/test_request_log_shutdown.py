@@ -23,9 +23,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import Stack, start_stack
 from tests.e2e.governed import GOVERNED_ENV, SEEDED_KEY, SEEDED_KEY_ID, chat_body, governed_config
 from tests.fakes.upstream import FakeUpstream, Reply, Usage
+from tests.support import Stack, start_stack
 
 CHAT = "/openai/deployments/{}/chat/completions?api-version=2024-10-21"
 NARROW_KEY = "sk-bf-" + base64.urlsafe_b64encode(b"narrow-key-for-shutdown-tests-012").decode().rstrip("=")

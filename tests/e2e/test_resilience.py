@@ -6,8 +6,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import ROTATE_KEYS
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.support import ROTATE_KEYS
 
 
 def _chat(client: httpx.Client, deployment: str, **body: object) -> httpx.Response:

@@ -6,8 +6,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import AZURE_KEY, ENTRA_TOKEN, OPENAI_KEY, SECRETS, Stack
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.support import AZURE_KEY, ENTRA_TOKEN, OPENAI_KEY, SECRETS, Stack
 
 USER = [{"role": "user", "content": "hello"}]
 

@@ -23,8 +23,8 @@ import pytest
 
 from switchyard.v1 import chat_pb2 as pb
 from switchyard.v1 import chat_pb2_grpc
-from tests.conftest import Stack, base_config, free_port, start_stack
 from tests.fakes.upstream import FakeUpstream, Reply
+from tests.support import Stack, base_config, free_port, start_stack
 
 CHAT = "/openai/deployments/long-stream/chat/completions?api-version=2024-10-21"
 STREAMS = 20

@@ -16,8 +16,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import Stack, base_config, free_port, secret_env, start_stack
 from tests.fakes.upstream import FakeUpstream
+from tests.support import Stack, base_config, free_port, secret_env, start_stack
 
 CHAT = "/openai/deployments/chat/chat/completions?api-version=2024-10-21"
 BODY = {"messages": [{"role": "user", "content": "hello"}]}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import base_config, free_port, secret_env
+from tests.support import base_config, free_port, secret_env
 
 
 @pytest.fixture
