@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.upstream import FakeUpstream
 from tests.support import Stack, base_config, free_port, start_stack
 
@@ -34,11 +35,27 @@ def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
     return upstream_server
 
 
+@pytest.fixture(scope="session")
+def anthropic_server() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def anthropic(anthropic_server: FakeAnthropic) -> FakeAnthropic:
+    """The session's fake Anthropic, cleared for this test."""
+    anthropic_server.reset()
+    return anthropic_server
+
+
 @pytest.fixture(scope="session", params=["inprocess", "grpc-loopback", "split"])
 def stack(
-    request: pytest.FixtureRequest, upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    upstream_server: FakeUpstream,
+    anthropic_server: FakeAnthropic,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    config = base_config(upstream_server.url, free_port(), free_port())
+    config = base_config(upstream_server.url, free_port(), free_port(), anthropic_server.url)
     running = start_stack(request.param, config, tmp_path_factory.mktemp(f"stack-{request.param}"))
     yield running
     running.stop()

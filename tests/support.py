@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -22,7 +23,10 @@ OPENAI_KEY = "sk-openai-secret-0123456789abcdef"
 ROTATE_KEYS = ("rot-key-a-secret-000111", "rot-key-b-secret-222333")
 ENTRA_TOKEN = "entra-token-secret-abcdef"
 OPEN_MODE_ADMIN_TOKEN = "open-mode-admin-token-93c1f0"
-SECRETS = (AZURE_KEY, OPENAI_KEY, *ROTATE_KEYS, ENTRA_TOKEN, OPEN_MODE_ADMIN_TOKEN)
+ANTHROPIC_KEY = "sk-ant-test-secret-0123456789abcdef"
+SECRETS = (AZURE_KEY, OPENAI_KEY, *ROTATE_KEYS, ENTRA_TOKEN, OPEN_MODE_ADMIN_TOKEN, ANTHROPIC_KEY)
+# The Anthropic model the e2e config routes to: in the shipped price table, cache prices included.
+CLAUDE = "claude-sonnet-4-5"
 
 
 def free_port() -> int:
@@ -31,9 +35,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def base_config(upstream_url: str, http_port: int, grpc_port: int) -> dict:
-    """The test config: every provider points at the fake upstream; backoff is fast."""
-    return {
+def base_config(upstream_url: str, http_port: int, grpc_port: int, anthropic_url: str = "") -> dict:
+    """The test config: every provider points at the fake upstream (Anthropic at its own fake,
+    when ``anthropic_url`` is given); backoff is fast."""
+    config: dict[str, Any] = {
         "server": {
             "http_port": http_port,
             "grpc_port": grpc_port,
@@ -88,6 +93,21 @@ def base_config(upstream_url: str, http_port: int, grpc_port: int) -> dict:
             "rotating": {"targets": [{"provider": "azure-rotating", "model": "rotating-dep"}]},
         },
     }
+    if anthropic_url:
+        config["providers"]["anthropic"] = {
+            "kind": "anthropic",
+            "base_url": anthropic_url,
+            "keys": [{"value": "${SY_TEST_ANTHROPIC_KEY}"}],
+        }
+        config["deployments"]["claude"] = {
+            "targets": [{"provider": "anthropic", "model": CLAUDE}],
+            "fallbacks": ["azure/claude-fallback"],
+        }
+        config["deployments"]["azure-then-claude"] = {
+            "targets": [{"provider": "azure", "model": "azure-first"}],
+            "fallbacks": [f"anthropic/{CLAUDE}"],
+        }
+    return config
 
 
 def secret_env() -> dict[str, str]:
@@ -99,6 +119,7 @@ def secret_env() -> dict[str, str]:
         "SY_TEST_ROT_B": ROTATE_KEYS[1],
         "SY_TEST_ENTRA": ENTRA_TOKEN,
         "SY_TEST_ADMIN_TOKEN": OPEN_MODE_ADMIN_TOKEN,
+        "SY_TEST_ANTHROPIC_KEY": ANTHROPIC_KEY,
         "PYTHONUNBUFFERED": "1",
     }
 
