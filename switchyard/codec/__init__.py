@@ -9,7 +9,7 @@ and turns int64 into strings. Dicts returned by the ``*_to_dict`` functions may 
 
 from __future__ import annotations
 
-from ._common import MAX_JSON_DEPTH, CodecError, json_depth_over, json_text_depth_over, loads
+from ._common import MAX_JSON_DEPTH, CodecError, json_depth_over, json_text_depth_over, loads, merge_extra
 from ._errors import error_from_dict, error_to_dict
 from ._generic import message_to_json
 from ._request import request_from_dict, request_to_dict
@@ -23,6 +23,7 @@ __all__ = [
     "json_depth_over",
     "json_text_depth_over",
     "loads",
+    "merge_extra",
     "message_to_json",
     "request_from_dict",
     "request_to_dict",
