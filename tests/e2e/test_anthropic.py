@@ -21,7 +21,9 @@ from tests.fakes.upstream import Reply as OpenAIReply
 from tests.support import ANTHROPIC_KEY, CLAUDE, Stack
 
 API_VERSION = "2024-10-21"
-PIXEL = base64.b64encode(bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")).decode()
+PIXEL = base64.b64encode(
+    bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489")
+).decode()
 
 
 @pytest.fixture
@@ -56,7 +58,11 @@ def test_unary_through_the_azure_route(sdk: openai.AzureOpenAI, anthropic: FakeA
     assert body["model"] == CLAUDE and body["max_tokens"] == 4096  # the provider's default
     assert "Be brief." in str(body["system"]) and "Answer in French." in str(body["system"])
     assert body["messages"] == [{"role": "user", "content": "Hello"}] or body["messages"][0]["role"] == "user"
-    assert (body["temperature"], body["stop_sequences"], body["metadata"]) == (0.5, ["END"], {"user_id": "app-user-7"})
+    assert (body["temperature"], body["stop_sequences"], body["metadata"]) == (
+        0.5,
+        ["END"],
+        {"user_id": "app-user-7"},
+    )
 
 
 def test_streaming_with_usage(sdk: openai.AzureOpenAI, anthropic: FakeAnthropic) -> None:
@@ -70,7 +76,9 @@ def test_streaming_with_usage(sdk: openai.AzureOpenAI, anthropic: FakeAnthropic)
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "one two three four"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 13
     assert anthropic.requests[0].body["stream"] is True
 
@@ -82,7 +90,11 @@ def test_a_multi_turn_tool_conversation(sdk: openai.AzureOpenAI, anthropic: Fake
             "function": {
                 "name": "get_weather",
                 "description": "Weather in a city",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
             },
         }
     ]
@@ -112,7 +124,12 @@ def test_a_multi_turn_tool_conversation(sdk: openai.AzureOpenAI, anthropic: Fake
     assert second.choices[0].message.content == "It is sunny in Paris."
     turns = anthropic.requests[1].body["messages"]
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
-    assert turns[1]["content"][-1] == {"type": "tool_use", "id": call.id, "name": "get_weather", "input": {"city": "Paris"}}
+    assert turns[1]["content"][-1] == {
+        "type": "tool_use",
+        "id": call.id,
+        "name": "get_weather",
+        "input": {"city": "Paris"},
+    }
     result = turns[2]["content"][0]
     assert (result["type"], result["tool_use_id"]) == ("tool_result", call.id)
     assert "sunny, 24C" in str(result["content"])
@@ -133,14 +150,20 @@ def test_images_by_data_url_and_http_url(sdk: openai.AzureOpenAI, anthropic: Fak
         ],
     )
     blocks = anthropic.requests[0].body["messages"][0]["content"]
-    assert blocks[1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
+    assert blocks[1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PIXEL},
+    }
     assert blocks[2] == {"type": "image", "source": {"type": "url", "url": "https://example.test/cat.jpg"}}
 
 
 def test_thinking_comes_back_as_reasoning(sdk: openai.AzureOpenAI, anthropic: FakeAnthropic) -> None:
     anthropic.script(Reply.ok("42", thinking="Let me think: 6 times 7."))
     completion = sdk.chat.completions.create(
-        model="claude", messages=[{"role": "user", "content": "6*7?"}], reasoning_effort="low", max_tokens=8000
+        model="claude",
+        messages=[{"role": "user", "content": "6*7?"}],
+        reasoning_effort="low",
+        max_tokens=8000,
     )
     message = completion.choices[0].message
     assert message.content == "42"
@@ -178,7 +201,9 @@ def test_fallback_from_azure_to_anthropic_and_back(
 
 
 def test_cost_prices_cache_reads_and_writes(sdk: openai.AzureOpenAI, anthropic: FakeAnthropic) -> None:
-    usage = Usage(input_tokens=100, output_tokens=50, cache_creation_input_tokens=1000, cache_read_input_tokens=4000)
+    usage = Usage(
+        input_tokens=100, output_tokens=50, cache_creation_input_tokens=1000, cache_read_input_tokens=4000
+    )
     anthropic.script(Reply.ok("cached", usage=usage))
     completion = sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}])
     got = completion.usage
