@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from service.providers import check as check_providers
 from switchyard.config import ConfigError, Secret, load_config, parse_config
 
 
@@ -122,6 +123,7 @@ def test_the_readme_config_reference_is_a_valid_config() -> None:
         "SWITCHYARD_ADMIN_TOKEN": "adm",
         "SWITCHYARD_JWT_SECRET": "jwt",
         "SEARCH_INDEXER_KEY": GOOD_VK,
+        "ANTHROPIC_API_KEY": "k4",
     }
     raw = yaml.safe_load(block)
     raw["auth"]["jwt"].pop("public_key_file")  # files that exist only on the reader's machine
@@ -132,6 +134,7 @@ def test_the_readme_config_reference_is_a_valid_config() -> None:
     assert config.deployments["gpt-4o"].targets[0].base_model == "gpt-4o"
     assert config.virtual_keys[0].team_id == "search"
     assert config.pricing.models["azure/gpt-4o"].input == 2.75
+    check_providers(config.providers)  # every provider section is one its kind accepts
 
 
 # ---------------------------------------------------------------- governance sections
