@@ -138,6 +138,42 @@ def classify_status(status: int) -> FailureClass:
     return FailureClass.CALLER
 
 
+def upstream_error(
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    message: str | None,
+    failure: FailureClass | None = None,
+    type_: str | None = None,
+    error_type: str | None = None,
+    code: str | None = None,
+    param: str | None = None,
+    provider: str,
+    model: str,
+) -> UpstreamError:
+    """The error a provider answered with, as each dialect's parser has read it; what it leaves
+    out comes from the status (class, type) and the headers (Retry-After)."""
+    failure = failure or classify_status(status)
+    type_ = type_ or type_for(status, failure)
+    return UpstreamError(
+        status,
+        type_,
+        message or f"upstream returned HTTP {status}",
+        failure=failure,
+        code=code,
+        param=param,
+        error_type=error_type or type_,
+        retry_after_s=parse_retry_after(headers),
+        provider=provider,
+        model=model,
+    )
+
+
+def str_or_none(value: object) -> str | None:
+    """A JSON field as text, or None when it is missing or null."""
+    return None if value is None else str(value)
+
+
 def type_for(status: int, failure: FailureClass) -> str:
     """The contract's error ``type`` for an upstream status (providers refine it, e.g. content_filter)."""
     return "not_found" if status == 404 else _TYPE_BY_CLASS[failure]

@@ -82,18 +82,21 @@ class GovernancePlugin(Plugin):
                 log.exception("releasing a budget reservation failed request_id=%s", ctx.request_id)
 
     def on_response(self, ctx: CallContext, response: pb.ChatCompletionResponse) -> None:
-        if response.HasField("usage") and ctx.target is not None:
-            ctx.cost = self.governance.price_usage(response.usage, ctx.target, response.model)
+        self._account(ctx, response)
         completion = self._state(ctx).completion
         if completion is not None:
             completion.extend(c.message.text for c in response.choices)
 
     def on_chunk(self, ctx: CallContext, chunk: pb.ChatCompletionChunk) -> None:
-        if chunk.HasField("usage") and ctx.target is not None:
-            ctx.cost = self.governance.price_usage(chunk.usage, ctx.target, chunk.model)
+        self._account(ctx, chunk)
         completion = self._state(ctx).completion
         if completion is not None:
             completion.extend(c.delta.text for c in chunk.choices)
+
+    def _account(self, ctx: CallContext, answer: pb.ChatCompletionResponse | pb.ChatCompletionChunk) -> None:
+        """Price the usage an answer reports into its ``usage.cost`` (the caller sees it there)."""
+        if answer.HasField("usage") and ctx.target is not None:
+            ctx.cost = self.governance.price_usage(answer.usage, ctx.target, answer.model)
 
     async def on_finish(self, ctx: CallContext) -> None:
         """Settle the budget and write the request-log entry."""

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from service.errors import GatewayError, UpstreamError, classify_status, parse_retry_after, type_for
+from service.errors import GatewayError, UpstreamError, str_or_none, upstream_error
 from service.providers.base import HttpProvider, Prepared
 from service.routing import Target
 from switchyard import codec
@@ -104,34 +104,26 @@ def openai_error(
     status: int, payload: object, headers: Mapping[str, str], *, provider: str, model: str
 ) -> UpstreamError:
     """An OpenAI-style error response -> UpstreamError, keeping the provider's message, type and code."""
-    failure = classify_status(status)
-    message, error_type, code, param = f"upstream returned HTTP {status}", None, None, None
+    message = error_type = code = param = None
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
-        message = str(error.get("message") or message)
-        error_type = _str_or_none(error.get("type"))
-        code = _str_or_none(error.get("code"))
-        param = _str_or_none(error.get("param"))
+        message = str_or_none(error.get("message"))
+        error_type = str_or_none(error.get("type"))
+        code = str_or_none(error.get("code"))
+        param = str_or_none(error.get("param"))
     elif isinstance(error, str):
         message = error
     elif isinstance(payload, dict) and isinstance(payload.get("message"), str):
         message = payload["message"]
-    type_ = type_for(status, failure)
-    if code == "content_filter":
-        type_ = "content_filter"
-    return UpstreamError(
+    return upstream_error(
         status,
-        type_,
-        message,
-        failure=failure,
+        headers,
+        message=message,
+        # Azure's content filter is the caller's problem, and its own kind of refusal.
+        type_="content_filter" if code == "content_filter" else None,
+        error_type=error_type,
         code=code,
         param=param,
-        error_type=error_type or type_,
-        retry_after_s=parse_retry_after(headers),
         provider=provider,
         model=model,
     )
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)

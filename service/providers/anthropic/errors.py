@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.errors import FailureClass, UpstreamError, classify_status, parse_retry_after, type_for
+from service.errors import FailureClass, UpstreamError, str_or_none, upstream_error
 
 # Anthropic's error type -> (its HTTP status, our failure class).
 ERROR_TYPES: Mapping[str, tuple[int, FailureClass]] = {
@@ -40,27 +40,20 @@ def anthropic_error(
     error = payload.get("error") if isinstance(payload, dict) else None
     error_type = message = None
     if isinstance(error, dict):
-        error_type = _str_or_none(error.get("type"))
-        message = _str_or_none(error.get("message"))
+        error_type = str_or_none(error.get("type"))
+        message = str_or_none(error.get("message"))
     elif isinstance(payload, dict):
-        message = _str_or_none(payload.get("message"))
+        message = str_or_none(payload.get("message"))
     known = ERROR_TYPES.get(error_type or "")
     if status is None:
         # A stream's error event comes inside a 200 response: its type is all there is.
         status = known[0] if known else 500
-    failure = known[1] if known else classify_status(status)
-    type_ = type_for(status, failure)
-    return UpstreamError(
+    return upstream_error(
         status,
-        type_,
-        message or f"upstream returned HTTP {status}",
-        failure=failure,
-        error_type=error_type or type_,
-        retry_after_s=parse_retry_after(headers),
+        headers,
+        message=message,
+        failure=known[1] if known else None,
+        error_type=error_type,
         provider=provider,
         model=model,
     )
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
