@@ -5,6 +5,7 @@ COPY protos ./protos
 COPY switchyard ./switchyard
 COPY service ./service
 COPY gateway ./gateway
+COPY cli ./cli
 RUN pip install --no-cache-dir .
 # A plain `docker run -p 8080:8080 IMAGE` serves the built-in config (switchyard/default.yaml), which
 # binds loopback unless these say otherwise; inside a container loopback is unreachable from `-p`.

@@ -20,22 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
-
-from tests.support import Stack, base_config, free_port, secret_env, start_stack
+from tests.support import Stack, base_config, free_port, start_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-OUR_PACKAGES = ("gateway", "service", "switchyard")
+OUR_PACKAGES = ("cli", "gateway", "service", "switchyard")
 
 # Which Switchyard processes each mode runs (the order of Stack.processes).
 PROCESS_ROLES = {"inprocess": ("serve",), "grpc-loopback": ("serve",), "split": ("service", "gateway")}
-COMMANDS = {
-    "inprocess": [["serve"]],
-    "grpc-loopback": [["serve", "--backend", "grpc"]],
-    "split": [["service"], ["gateway"]],
-}
 
 
 # --------------------------------------------------------------------------- /proc readings
@@ -147,14 +139,15 @@ class Switchyard:
     ) -> Switchyard:
         """Start ``mode`` with the bench config; ``edit`` changes the config in place first, ``env``
         adds environment variables (the secrets the config names as ``${VAR}``). ``launcher``, a
-        module run as ``python -m launcher serve ...`` instead of ``switchyard`` (``bench.traced``),
-        gets ``SY_BENCH_ROLE`` (serve, service or gateway) in its environment."""
+        module run as ``python -m launcher serve ...`` instead of the command (``bench.traced``),
+        tells each process its role by ``SY_PROCESS_ROLE`` (serve, service or gateway)."""
         config = bench_config(upstream_url, free_port(), free_port())
         if edit is not None:
             edit(config)
         if launcher is None:
             return cls(mode, start_stack(mode, config, workdir, env))
-        return cls(mode, _start_stack_via(launcher, mode, config, workdir, env or {}))
+        # A traced process starts slower.
+        return cls(mode, start_stack(mode, config, workdir, env, module=launcher, ready_timeout_s=60))
 
     @property
     def base_url(self) -> str:
@@ -181,47 +174,6 @@ class Switchyard:
 
     def stop(self) -> None:
         self.stack.stop()
-
-
-def _start_stack_via(
-    launcher: str, mode: str, config: dict[str, Any], workdir: Path, env: dict[str, str]
-) -> Stack:
-    """``tests.conftest.start_stack`` with ``python -m launcher`` instead of ``python -m switchyard``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    config.setdefault("store", {"url": f"sqlite:///{workdir / 'switchyard.db'}"})
-    config_path = workdir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    http_port, grpc_port = config["server"]["http_port"], config["server"]["grpc_port"]
-    stack = Stack(mode, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", config_path, [])
-    try:
-        for i, args in enumerate(COMMANDS[mode]):
-            log_path = workdir / f"{args[0]}-{i}.log"
-            stack.log_paths.append(log_path)
-            with log_path.open("wb") as log:
-                stack.processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", launcher, *args, "--config", str(config_path)],
-                        cwd=REPO_ROOT,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env={**secret_env(), **env, "SY_BENCH_ROLE": args[0]},
-                    )
-                )
-        deadline = time.monotonic() + 60  # a traced process starts slower
-        while time.monotonic() < deadline:
-            for proc in stack.processes:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"switchyard exited early ({mode}):\n{stack.logs()}")
-            try:
-                if httpx.get(f"{stack.base_url}/ready", timeout=1).status_code == 200:
-                    return stack
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"switchyard did not become ready ({mode}):\n{stack.logs()}")
-    except BaseException:
-        stack.stop()
-        raise
 
 
 # --------------------------------------------------------------------------- py-spy
@@ -273,8 +225,8 @@ _ENTRY_FRAMES = (
     "_run_module_as_main (",
     "_run_code (",
     "<module> (switchyard/__main__.py)",
-    "main (switchyard/cli.py)",
-    "_run (switchyard/cli.py)",
+    "main (cli/main.py)",
+    "_run (cli/main.py)",
     "run (uvloop/",
     "Runner.run (",
     "Thread._bootstrap",

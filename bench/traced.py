@@ -1,9 +1,9 @@
 """``python -m bench.traced serve|service|gateway --config ...``: Switchyard, probed for memory.
 
 The soak run (``bench/run.py --soak --tracemalloc`` or ``--malloc-trim``) starts Switchyard's
-processes through this module instead of ``python -m switchyard``, so the product carries no
+processes through this module instead of ``python -m cli``, so the product carries no
 probing code. With ``$SY_BENCH_TRACEMALLOC_FRAMES`` > 0, tracing starts before Switchyard imports
-anything. Each SIGUSR1 then writes, into ``$SY_BENCH_TRACEMALLOC_DIR/$SY_BENCH_ROLE`` (the role:
+anything. Each SIGUSR1 then writes, into ``$SY_BENCH_TRACEMALLOC_DIR/$SY_PROCESS_ROLE`` (the role:
 serve, service or gateway):
 
 - ``NN.snap``, when tracing: a :class:`tracemalloc.Snapshot` (``NN`` counts the signals, from 00);
@@ -101,7 +101,7 @@ def main() -> None:
     if os.environ.get(GRPC_OPTIONS_ENV):
         _add_grpc_options(os.environ[GRPC_OPTIONS_ENV])
     out_dir = Path(os.environ.get(DIR_ENV, "bench/results/traced")) / os.environ.get(
-        "SY_BENCH_ROLE", "switchyard"
+        "SY_PROCESS_ROLE", "switchyard"
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = int(os.environ.get(FRAMES_ENV, "0"))
@@ -120,7 +120,7 @@ def main() -> None:
         partial.rename(out_dir / f"{n:02d}.json")
 
     signal.signal(signal.SIGUSR1, dump)
-    from switchyard.cli import main as switchyard_main
+    from cli.main import main as switchyard_main
 
     switchyard_main(sys.argv[1:])
 

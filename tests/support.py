@@ -29,6 +29,9 @@ SECRETS = (AZURE_KEY, OPENAI_KEY, *ROTATE_KEYS, ENTRA_TOKEN, OPEN_MODE_ADMIN_TOK
 CLAUDE = "claude-sonnet-4-5"
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -150,20 +153,34 @@ class Stack:
                 proc.wait()
 
 
-def start_stack(mode: str, config: dict, workdir: Path, env: dict[str, str] | None = None) -> Stack:
+# The processes of each mode, as arguments to the `switchyard` command (the order of Stack.processes).
+COMMANDS = {
+    "inprocess": [["serve"]],
+    "grpc-loopback": [["serve", "--backend", "grpc"]],
+    "split": [["service"], ["gateway"]],
+}
+
+
+def start_stack(
+    mode: str,
+    config: dict,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    module: str = "cli",
+    ready_timeout_s: float = 30.0,
+) -> Stack:
     """Start Switchyard in ``mode`` ("inprocess", "grpc-loopback" or "split") and wait until ready.
 
-    ``env`` adds environment variables (secrets the config refers to as ``${VAR}``)."""
+    ``env`` adds environment variables (secrets the config refers to as ``${VAR}``); each process
+    also gets ``SY_PROCESS_ROLE`` (serve, service or gateway). ``module`` is what ``python -m`` runs:
+    the ``switchyard`` command, or a wrapper of it (``bench.traced``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config.setdefault("store", {"url": f"sqlite:///{workdir / 'switchyard.db'}"})
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     http_port, grpc_port = config["server"]["http_port"], config["server"]["grpc_port"]
-    commands = {
-        "inprocess": [["serve"]],
-        "grpc-loopback": [["serve", "--backend", "grpc"]],
-        "split": [["service"], ["gateway"]],
-    }[mode]
+    commands = COMMANDS[mode]
     stack = Stack(mode, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", config_path, [])
     env = {**secret_env(), **(env or {})}
     for i, args in enumerate(commands):
@@ -172,13 +189,14 @@ def start_stack(mode: str, config: dict, workdir: Path, env: dict[str, str] | No
         with log_path.open("wb") as log:
             stack.processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "switchyard", *args, "--config", str(config_path)],
+                    [sys.executable, "-m", module, *args, "--config", str(config_path)],
+                    cwd=REPO_ROOT,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=env,
+                    env={**env, "SY_PROCESS_ROLE": args[0]},
                 )
             )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         for proc in stack.processes:
             if proc.poll() is not None:

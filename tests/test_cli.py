@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from switchyard import cli, runner
+from cli import main as cli
+from cli import runner
 from switchyard.config import Config
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from switchyard.cli import build_parser
+from cli.main import build_parser
 from switchyard.config import DEFAULT_CONFIG_PATH, load_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -99,7 +99,7 @@ def test_bad_config_stops_the_cli_with_the_message(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"retries": {"max_retries": -1}}))
     result = subprocess.run(
-        [sys.executable, "-m", "switchyard", "service", "--config", str(path)],
+        [sys.executable, "-m", "cli", "service", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -47,12 +47,12 @@ def gov(upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory)
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m switchyard ARGS`` with the governed secrets in the environment (and no
+    """Run ``switchyard ARGS`` (``python -m cli``) with the governed secrets in the environment (and no
     ``SWITCHYARD_ADMIN_TOKEN`` unless ``env`` sets it)."""
     base = {**secret_env(), **GOVERNED_ENV}
     base.pop("SWITCHYARD_ADMIN_TOKEN", None)
     return subprocess.run(
-        [sys.executable, "-m", "switchyard", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         env={**base, **(env or {})},

@@ -93,7 +93,7 @@ def test_gateway_without_its_service_answers_503_in_the_error_shape(tmp_path: Pa
     config_path.write_text(yaml.safe_dump(config))
     base_url = f"http://127.0.0.1:{config['server']['http_port']}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switchyard", "gateway", "--config", str(config_path)],
+        [sys.executable, "-m", "cli", "gateway", "--config", str(config_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=secret_env(),
@@ -171,7 +171,7 @@ def test_gateway_service_flag_names_the_service(upstream: FakeUpstream, tmp_path
     config["store"] = {"url": f"sqlite:///{tmp_path / 'switchyard.db'}"}
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    base = [sys.executable, "-m", "switchyard"]
+    base = [sys.executable, "-m", "cli"]
     procs = [
         subprocess.Popen(
             [*base, "service", "--config", str(config_path), "--grpc-port", str(grpc_port)],

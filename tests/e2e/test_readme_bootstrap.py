@@ -74,7 +74,7 @@ def fresh_copy(dest: Path) -> Path:
     # .pth files there, such as this checkout's editable install, are not processed).
     (Path(purelib) / "switchyard-test.pth").write_text(f"{dest}\n{site.getsitepackages()[0]}\n")
     script = venv / "bin" / "switchyard"
-    script.write_text(f"#!{venv}/bin/python\nfrom switchyard.cli import main\n\nmain()\n")
+    script.write_text(f"#!{venv}/bin/python\nfrom cli.main import main\n\nmain()\n")
     script.chmod(0o755)
     (venv / ".switchyard-installed").touch()  # what scripts/serve leaves after its pip install
     return dest

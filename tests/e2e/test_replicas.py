@@ -118,7 +118,7 @@ def _launch(name: str, config: dict[str, Any], workdir: Path) -> tuple[subproces
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "switchyard", "service", "--config", str(config_path)],
+            [sys.executable, "-m", "cli", "service", "--config", str(config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**secret_env(), **GOVERNED_ENV},

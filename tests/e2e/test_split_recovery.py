@@ -42,7 +42,7 @@ def _restart_service(stack: Stack, workdir: Path) -> subprocess.Popen[bytes]:
     stack.log_paths.append(log_path)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "switchyard", "service", "--config", str(stack.config_path)],
+            [sys.executable, "-m", "cli", "service", "--config", str(stack.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=secret_env(),

@@ -34,7 +34,7 @@ def start(command: list[str], config: dict, tmp_path: Path) -> tuple[subprocess.
     path.write_text(yaml.safe_dump(config))
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "switchyard", *command, "--config", str(path)],
+        [sys.executable, "-m", "cli", *command, "--config", str(path)],
         capture_output=True,
         text=True,
         env=secret_env(),

@@ -58,18 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
                 default="inprocess",
                 help="how the gateway reaches the service (default: inprocess)",
             )
-    from switchyard import admin_cli
+    from cli import admin
 
-    admin_cli.add_commands(sub)
+    admin.add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command in ("keys", "token"):
-        from switchyard import admin_cli
+        from cli import admin
 
-        raise SystemExit(admin_cli.run(args))
+        raise SystemExit(admin.run(args))
 
     try:
         config = _with_overrides(load_config(args.config), args)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     # httpx logs every upstream request at INFO: noise, and CPU on the hot path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from switchyard import runner
+    from cli import runner
 
     if args.command == "serve":
         _run(runner.run_both(config, args.backend))
