@@ -175,23 +175,34 @@ class ChatEngine:
         if ctx.entered < len(self.pipeline.plugins):
             hooks = tuple(p for p in hooks if p.slot < ctx.entered)
         target = ctx.target
+        fill_extra = self._fill_extra
         index = 0
-        chunks = _chain(held, rest)
+
+        def outgoing(chunk: pb.ChatCompletionChunk) -> bool:
+            """Account for ``chunk`` and say whether the caller gets it (a plain call per chunk:
+            cheaper than chaining the held chunks and the rest through one more generator)."""
+            has_usage = chunk.HasField("usage")
+            if has_usage:
+                ctx.usage = chunk.usage
+            for plugin in hooks:
+                plugin.on_chunk(ctx, chunk)
+            if has_usage and not want_usage and not chunk.choices:
+                return False  # asked of the upstream for accounting; the caller did not ask
+            if target is not None:
+                extra = chunk.extra_fields
+                fill_extra(extra, ctx, target, with_attempts=index == 0)
+                extra.chunk_index = index
+            return True
+
         try:
-            async for chunk in chunks:
-                has_usage = chunk.HasField("usage")
-                if has_usage:
-                    ctx.usage = chunk.usage
-                for plugin in hooks:
-                    plugin.on_chunk(ctx, chunk)
-                if has_usage and not want_usage and not chunk.choices:
-                    continue  # asked of the upstream for accounting; the caller did not ask
-                if target is not None:
-                    extra = chunk.extra_fields
-                    self._fill_extra(extra, ctx, target, with_attempts=index == 0)
-                    extra.chunk_index = index
-                index += 1
-                yield chunk
+            for chunk in held:
+                if outgoing(chunk):
+                    index += 1
+                    yield chunk
+            async for chunk in rest:
+                if outgoing(chunk):
+                    index += 1
+                    yield chunk
         except GatewayError as err:
             log.warning(
                 "stream from %s failed after %d chunks: %s request_id=%s",
@@ -202,7 +213,6 @@ class ChatEngine:
             )
             raise ctx.fail(err) from None
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
             await rest.aclose()  # type: ignore[attr-defined]
 
     async def _open(self, provider: Provider, prepared: Prepared, key_index: int) -> _Opened:
@@ -368,15 +378,6 @@ def _as_chunks(response: pb.ChatCompletionResponse) -> list[pb.ChatCompletionChu
         usage.usage.CopyFrom(response.usage)
         chunks.append(usage)
     return chunks
-
-
-async def _chain(
-    held: list[pb.ChatCompletionChunk], rest: AsyncIterator[pb.ChatCompletionChunk]
-) -> AsyncIterator[pb.ChatCompletionChunk]:
-    for chunk in held:
-        yield chunk
-    async for chunk in rest:
-        yield chunk
 
 
 async def _empty() -> AsyncIterator[pb.ChatCompletionChunk]:

@@ -165,7 +165,10 @@ class HttpProvider:
                 with map_transport_errors(self.name, model):
                     content = await read_capped(response)
                 raise self._error(response.status_code, content, response.headers, prepared)
-            chunks = self.chunks_from(self._events(response, model), prepared)
+            events = iter_sse(
+                response.aiter_bytes(), lambda: map_transport_errors(self.name, model, mid_stream=True)
+            )
+            chunks = self.chunks_from(events, prepared)
             try:
                 async for chunk in chunks:
                     yield chunk
@@ -220,11 +223,6 @@ class HttpProvider:
         if prepared.stream:
             headers["accept"] = "text/event-stream"
         return httpx.Request("POST", url, content=prepared.body, headers=headers, extensions=self._extensions)
-
-    async def _events(self, response: httpx.Response, model: str) -> AsyncIterator[tuple[bytes, bytes]]:
-        with map_transport_errors(self.name, model, mid_stream=True):
-            async for event in iter_sse(response.aiter_bytes()):
-                yield event
 
     def _error(
         self, status: int, content: bytes, headers: httpx.Headers, prepared: Prepared

@@ -54,19 +54,31 @@ class OpenAIWire(HttpProvider):
         self, events: AsyncIterator[tuple[bytes, bytes]], prepared: Prepared
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
         guard = self.payload_guard(prepared)
+        from_dict = codec.response_from_dict
         finished = usage_seen = False
         try:
             async for _event, data in events:
                 if data == _DONE:
                     guard.check_end()
                     return
-                chunk = self._chunk(data, guard)
-                if chunk is None:
+                try:
+                    parsed = orjson.loads(data)
+                    if not isinstance(parsed, dict):
+                        raise TypeError("not a JSON object")
+                    chunk = from_dict(parsed, pb.ChatCompletionChunk)
+                except (orjson.JSONDecodeError, TypeError) as exc:
+                    guard.bad(str(exc))
                     continue
+                except codec.CodecError as exc:
+                    guard.bad(exc.message)
+                    continue
+                guard.good()
                 if not finished:
-                    finished = any(choice.finish_reason for choice in chunk.choices)
-                if chunk.HasField("usage"):
-                    usage_seen = True
+                    for choice in chunk.choices:
+                        if choice.finish_reason:
+                            finished = True
+                if not usage_seen:
+                    usage_seen = chunk.HasField("usage")
                 yield chunk
             guard.check_end()
             raise self.stream_broken(prepared, "the upstream stream ended before [DONE]")
@@ -82,22 +94,6 @@ class OpenAIWire(HttpProvider):
         self, status: int, payload: object, headers: httpx.Headers, prepared: Prepared
     ) -> UpstreamError:
         return openai_error(status, payload, headers, provider=self.name, model=prepared.target.model)
-
-    @staticmethod
-    def _chunk(data: bytes, guard: Any) -> pb.ChatCompletionChunk | None:
-        try:
-            parsed = orjson.loads(data)
-            if not isinstance(parsed, dict):
-                raise TypeError("not a JSON object")
-            chunk = codec.response_from_dict(parsed, pb.ChatCompletionChunk)
-        except (orjson.JSONDecodeError, TypeError) as exc:
-            guard.bad(str(exc))
-            return None
-        except codec.CodecError as exc:
-            guard.bad(exc.message)
-            return None
-        guard.good()
-        return chunk
 
 
 def openai_error(
