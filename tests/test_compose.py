@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -209,8 +210,10 @@ def test_gateway_reaches_the_service_container() -> None:
 def test_dockerfile_installs_the_cli() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install" in dockerfile
-    for folder in ("switchyard", "service", "gateway", "protos"):
-        assert f"COPY {folder}" in dockerfile
+    # Every package the project installs (pyproject's list), so a new one cannot be forgotten.
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for folder in (*(name.rstrip("*") for name in packages["include"]), "protos"):
+        assert f"COPY {folder} " in dockerfile, folder
 
 
 def test_a_plain_docker_run_serves_the_built_in_config_on_every_interface() -> None:

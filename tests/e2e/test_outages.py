@@ -55,7 +55,7 @@ def test_service_with_an_unreachable_store_exits_with_a_clear_message(tmp_path: 
         [
             sys.executable,
             "-m",
-            "switchyard",
+            "cli",
             "service",
             "--config",
             str(config),
