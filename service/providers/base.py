@@ -21,7 +21,7 @@ fills in a few hooks. See ``openai_wire.py`` and ``anthropic/``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,6 +72,38 @@ class Prepared:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+class StreamDecoder(Protocol):
+    """One stream's state in a dialect: what each SSE event means, and when the stream is over.
+
+    :meth:`HttpProvider.stream` runs the loop every dialect shares around it: malformed payloads
+    skipped (``PayloadGuard``), the end marker, and a stream that stops without one.
+    """
+
+    @property
+    def end_marker(self) -> str:
+        """Named in the error when the stream stops before it ("[DONE]")."""
+        ...
+
+    @property
+    def ended(self) -> bool:
+        """The end marker has come."""
+        ...
+
+    @property
+    def complete(self) -> bool:
+        """The answer is whole (final chunk and usage), end marker or not."""
+        ...
+
+    def feed(self, event: bytes, data: bytes) -> Sequence[pb.ChatCompletionChunk]:
+        """The chunks this event makes (none for the end marker). A malformed payload raises one
+        of ``MALFORMED``; an error the upstream sends in the stream raises GatewayError."""
+        ...
+
+
+# What a decoder raises for a payload it cannot read (CodecError and JSON errors are ValueErrors).
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError)
+
+
 class Provider(Protocol):
     name: str
     config: ProviderConfig
@@ -89,12 +121,11 @@ class Provider(Protocol):
 
 class HttpProvider:
     """The HTTP plumbing shared by every dialect. Subclasses implement ``prepare`` and the hooks
-    ``url``, ``headers``, ``response_from``, ``chunks_from`` and ``error_from``."""
+    ``url``, ``headers``, ``response_from``, ``stream_decoder`` and ``error_from``."""
 
     def __init__(self, config: ProviderConfig, context: ProviderContext) -> None:
         self.name = config.name
         self.config = config
-        self._context = context
         self._stats = context.stats
         self._keep_raw = context.keep_raw
         self._transport = context.transport or pooled_transport(config.max_connections)
@@ -119,10 +150,8 @@ class HttpProvider:
         """The upstream's JSON answer -> the canonical response (raise GatewayError if unusable)."""
         raise NotImplementedError
 
-    def chunks_from(
-        self, events: AsyncIterator[tuple[bytes, bytes]], prepared: Prepared
-    ) -> AsyncIterator[pb.ChatCompletionChunk]:
-        """The upstream's SSE ``(event, data)`` pairs -> canonical chunks, until the stream's end."""
+    def stream_decoder(self, prepared: Prepared) -> StreamDecoder:
+        """A fresh decoder for one stream of this dialect."""
         raise NotImplementedError
 
     def error_from(
@@ -168,12 +197,32 @@ class HttpProvider:
             events = iter_sse(
                 response.aiter_bytes(), lambda: map_transport_errors(self.name, model, mid_stream=True)
             )
-            chunks = self.chunks_from(events, prepared)
+            decoder = self.stream_decoder(prepared)
+            guard = PayloadGuard(self, prepared)
             try:
-                async for chunk in chunks:
-                    yield chunk
+                async for name, data in events:
+                    try:
+                        chunks = decoder.feed(name, data)
+                    except MALFORMED as exc:
+                        guard.bad(f"{type(exc).__name__}: {exc}")
+                        continue
+                    if decoder.ended:
+                        guard.check_end()  # the end marker alone is no answer
+                        return
+                    guard.good()
+                    for chunk in chunks:
+                        yield chunk
+                guard.check_end()
+                raise self.stream_broken(prepared, f"the upstream stream ended before {decoder.end_marker}")
+            except GatewayError:
+                guard.check_end()  # nothing valid came: that is the failure to report
+                if decoder.complete:
+                    # The final chunk and the usage arrived; only the end marker did not. The
+                    # answer is whole and accounted for, so it ends as a success.
+                    return
+                raise
             finally:
-                await chunks.aclose()  # type: ignore[attr-defined]
+                await events.aclose()  # type: ignore[attr-defined]
         finally:
             # Closing before the body is read drops the connection, which is what
             # cancels the generation upstream when our caller goes away.
@@ -205,9 +254,6 @@ class HttpProvider:
         )
         err.from_upstream = False
         return err
-
-    def payload_guard(self, prepared: Prepared) -> PayloadGuard:
-        return PayloadGuard(self, prepared)
 
     # -- internals
 

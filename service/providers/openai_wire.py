@@ -7,13 +7,13 @@ their own modules (``azure.py``, ``openai.py``) say.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import orjson
 
-from service.errors import GatewayError, UpstreamError, str_or_none, upstream_error
+from service.errors import UpstreamError, str_or_none, upstream_error
 from service.providers.base import HttpProvider, Prepared
 from service.routing import Target
 from switchyard import codec
@@ -50,50 +50,45 @@ class OpenAIWire(HttpProvider):
         except codec.CodecError as exc:
             raise self.bad_response(prepared, exc.message) from None
 
-    async def chunks_from(
-        self, events: AsyncIterator[tuple[bytes, bytes]], prepared: Prepared
-    ) -> AsyncIterator[pb.ChatCompletionChunk]:
-        guard = self.payload_guard(prepared)
-        from_dict = codec.response_from_dict
-        finished = usage_seen = False
-        try:
-            async for _event, data in events:
-                if data == _DONE:
-                    guard.check_end()
-                    return
-                try:
-                    parsed = orjson.loads(data)
-                    if not isinstance(parsed, dict):
-                        raise TypeError("not a JSON object")
-                    chunk = from_dict(parsed, pb.ChatCompletionChunk)
-                except (orjson.JSONDecodeError, TypeError) as exc:
-                    guard.bad(str(exc))
-                    continue
-                except codec.CodecError as exc:
-                    guard.bad(exc.message)
-                    continue
-                guard.good()
-                if not finished:
-                    for choice in chunk.choices:
-                        if choice.finish_reason:
-                            finished = True
-                if not usage_seen:
-                    usage_seen = chunk.HasField("usage")
-                yield chunk
-            guard.check_end()
-            raise self.stream_broken(prepared, "the upstream stream ended before [DONE]")
-        except GatewayError:
-            guard.check_end()  # nothing valid came: that is the failure to report
-            if finished and usage_seen:
-                # The final chunk and the usage arrived; only the end marker did not. The
-                # answer is whole and accounted for, so it ends as a success.
-                return
-            raise
+    def stream_decoder(self, prepared: Prepared) -> OpenAIStream:
+        return OpenAIStream()
 
     def error_from(
         self, status: int, payload: object, headers: httpx.Headers, prepared: Prepared
     ) -> UpstreamError:
         return openai_error(status, payload, headers, provider=self.name, model=prepared.target.model)
+
+
+class OpenAIStream:
+    """An OpenAI-style stream: ``data:`` chunks, then ``data: [DONE]``."""
+
+    __slots__ = ("ended", "finished", "usage_seen")
+    end_marker = "[DONE]"
+
+    def __init__(self) -> None:
+        self.ended = False
+        self.finished = False  # a choice has sent its finish_reason
+        self.usage_seen = False
+
+    @property
+    def complete(self) -> bool:
+        return self.finished and self.usage_seen
+
+    def feed(self, event: bytes, data: bytes) -> tuple[pb.ChatCompletionChunk, ...]:
+        if data == _DONE:
+            self.ended = True
+            return ()
+        parsed = orjson.loads(data)
+        if not isinstance(parsed, dict):
+            raise TypeError("not a JSON object")
+        chunk = codec.response_from_dict(parsed, pb.ChatCompletionChunk)
+        if not self.finished:
+            for choice in chunk.choices:
+                if choice.finish_reason:
+                    self.finished = True
+        if not self.usage_seen:
+            self.usage_seen = chunk.HasField("usage")
+        return (chunk,)
 
 
 def openai_error(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ from switchyard.v1 import chat_pb2 as pb
 from .errors import anthropic_error
 from .request import build_body
 from .response import response_from
-from .stream import translate
+from .stream import StreamTranslator
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +54,8 @@ class AnthropicProvider(HttpProvider):
                 prepared, f"not an Anthropic message ({type(exc).__name__}: {exc})"
             ) from None
 
-    def chunks_from(
-        self, events: AsyncIterator[tuple[bytes, bytes]], prepared: Prepared
-    ) -> AsyncIterator[pb.ChatCompletionChunk]:
-        return translate(self, events, prepared)
+    def stream_decoder(self, prepared: Prepared) -> StreamTranslator:
+        return StreamTranslator(prepared.target.model, self.name)
 
     def error_from(
         self, status: int, payload: object, headers: httpx.Headers, prepared: Prepared

@@ -9,13 +9,11 @@ numbered from 0 in call order, then a chunk with ``finish_reason``, then one wit
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from service.errors import GatewayError
-from service.providers.base import HttpProvider, Prepared
 from switchyard.v1 import chat_pb2 as pb
 
 from .errors import anthropic_error
@@ -25,10 +23,12 @@ Event = Mapping[str, Any]
 
 
 class StreamTranslator:
-    """The state of one stream: feed it each event, get back the chunks to send.
+    """The state of one stream (a ``StreamDecoder``): feed it each event, get back the chunks to send.
 
     A malformed event raises KeyError/TypeError/ValueError; an ``error`` event raises UpstreamError.
     """
+
+    end_marker = "message_stop"
 
     def __init__(self, model: str, provider: str) -> None:
         self.id = ""
@@ -52,7 +52,18 @@ class StreamTranslator:
             "error": self._error,
         }
 
-    def feed(self, event: Event) -> list[pb.ChatCompletionChunk]:
+    @property
+    def ended(self) -> bool:
+        return self.stopped
+
+    @property
+    def complete(self) -> bool:
+        return self.finished
+
+    def feed(self, name: bytes, data: bytes) -> list[pb.ChatCompletionChunk]:
+        event = orjson.loads(data)
+        if not isinstance(event, dict):
+            raise TypeError("not a JSON object")
         # `ping`, and event types Anthropic may add later, carry nothing to pass on.
         handler = self._handlers.get(event["type"])
         return handler(event) if handler is not None else []
@@ -161,34 +172,3 @@ class StreamTranslator:
             model=self.model,
             choices=choices,
         )
-
-
-async def translate(
-    provider: HttpProvider, events: AsyncIterator[tuple[bytes, bytes]], prepared: Prepared
-) -> AsyncIterator[pb.ChatCompletionChunk]:
-    """The SSE ``(event, data)`` pairs of one response -> chunks, until ``message_stop``."""
-    guard = provider.payload_guard(prepared)
-    translator = StreamTranslator(prepared.target.model, provider.name)
-    try:
-        async for _name, data in events:
-            try:
-                event = orjson.loads(data)
-                if not isinstance(event, dict):
-                    raise TypeError("not a JSON object")
-                chunks = translator.feed(event)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                guard.bad(f"{type(exc).__name__}: {exc}")
-                continue
-            guard.good()
-            for chunk in chunks:
-                yield chunk
-            if translator.stopped:
-                return
-        guard.check_end()
-        raise provider.stream_broken(prepared, "the upstream stream ended before message_stop")
-    except GatewayError:
-        if translator.finished:
-            # The stop reason and the final usage arrived; only message_stop did not. The
-            # answer is whole and accounted for, so it ends as a success.
-            return
-        raise
