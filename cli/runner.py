@@ -21,9 +21,9 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.backend import ChatBackend, GrpcBackend, InProcessBackend
-from gateway.streams import OpenStreams
 from switchyard.config import Config, ConfigError
 from switchyard.grpc_options import grpc_options
+from switchyard.open_streams import STREAM_END_S, OpenStreams
 
 log = logging.getLogger("switchyard.gateway")
 
@@ -62,8 +62,6 @@ async def run_both(config: Config, backend: str = "inprocess") -> None:
         except BaseException:
             _close(sockets)
             raise
-    from service.server import end_streams_after
-
     factory: Callable[[], ChatBackend]
     if backend == "inprocess":
         factory = lambda: InProcessBackend(running.servicer, running.admin, lambda: running.serving)  # noqa: E731
@@ -76,7 +74,7 @@ async def run_both(config: Config, backend: str = "inprocess") -> None:
         sockets,
         on_stop=lambda: running.stop(grace),
         # The service ends its streams at the grace with an answer, which the gateway passes on.
-        end_service_streams=lambda: end_streams_after(running.servicer.engine, grace),
+        service_streams=running.servicer.engine.streams,
     )
 
 
@@ -103,7 +101,7 @@ async def _run_http(
     factory: Callable[[], ChatBackend],
     sockets: list[socket.socket],
     on_stop: Callable[[], Awaitable[None]] | None,
-    end_service_streams: Callable[[], Awaitable[None]] | None = None,
+    service_streams: OpenStreams | None = None,
 ) -> None:
     app = create_app(config, factory)
     grace = config.server.shutdown_grace_s
@@ -119,7 +117,7 @@ async def _run_http(
             log_level=config.logging.level,
             # A backstop only: streams are ended with an answer at the grace (below), so
             # uvicorn's own cancel, which cuts a response mid-body, should find nothing left.
-            timeout_graceful_shutdown=math.ceil(grace + _GATEWAY_MARGIN_S + _STREAM_END_S + 1),
+            timeout_graceful_shutdown=math.ceil(grace + _GATEWAY_MARGIN_S + STREAM_END_S + 1),
         )
     )
     loop = asyncio.get_running_loop()
@@ -128,7 +126,7 @@ async def _run_http(
     def on_signal() -> None:
         server.request_exit()
         if not ending:
-            ending.append(loop.create_task(_end_streams(app.state.open_streams, grace, end_service_streams)))
+            ending.append(loop.create_task(_end_streams(app.state.open_streams, grace, service_streams)))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
@@ -147,26 +145,19 @@ async def _run_http(
         raise SystemExit(1)
 
 
-# How long streams ended at shutdown get to send their error event before uvicorn cuts them.
-_STREAM_END_S = 1.0
 # How much longer than the grace a gateway alone waits before ending its streams itself.
 _GATEWAY_MARGIN_S = 2.0
 
 
-async def _end_streams(
-    streams: OpenStreams, grace_s: float, end_service_streams: Callable[[], Awaitable[None]] | None
-) -> None:
+async def _end_streams(streams: OpenStreams, grace_s: float, service_streams: OpenStreams | None) -> None:
     """At the end of the grace, open streams get one SSE error event instead of a cut."""
-    if end_service_streams is not None:
-        await end_service_streams()  # waits out the grace, then ends the service's streams
+    if service_streams is not None:
+        await service_streams.end_after(grace_s)  # the gateway passes the service's answer on
+        await streams.end_after(0)  # and ends what is left at once
     else:
         # A gateway alone waits a moment longer: a service stopping at the same time ends the
         # same streams at its grace with its own answer, and logs them as such (503, not 499).
-        await streams.closed(grace_s + _GATEWAY_MARGIN_S)
-    if len(streams):
-        ended = streams.end_all()
-        log.warning("shutdown grace over: ending %d open stream(s) with 503 server_shutting_down", ended)
-        await streams.closed(_STREAM_END_S)
+        await streams.end_after(grace_s + _GATEWAY_MARGIN_S)
 
 
 def _bind(host: str, port: int, kind: str, *, probe: bool = False) -> list[socket.socket]:

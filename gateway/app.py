@@ -28,10 +28,10 @@ from gateway.admin import admin_routes
 from gateway.backend import BackendError, ChatBackend, Metadata
 from gateway.errors import error_response, gateway_error, sse_error_event
 from gateway.request_ids import RequestIdMiddleware, request_id_of
-from gateway.streams import OpenStreams
 from switchyard import codec
 from switchyard.config import Config
 from switchyard.errors import DecodedError, error_body
+from switchyard.open_streams import SHUTTING_DOWN_MESSAGE, SHUTTING_DOWN_TYPE, OpenStreams
 from switchyard.request_id import HEADER as REQUEST_ID_HEADER
 from switchyard.v1 import chat_pb2 as pb
 
@@ -175,7 +175,7 @@ async def _stream(
     # Wait for the first chunk before answering, so an error that happens before
     # any output still gets its real HTTP status instead of a 200 stream. The wait
     # can be long (reasoning models), so a client leaving meanwhile cancels it.
-    task = streams.add()
+    streams.track(chunks)
     try:
         first = await _unless_client_leaves(receive, anext(chunks))
     except StopAsyncIteration:
@@ -186,15 +186,15 @@ async def _stream(
         await chunks.aclose()  # type: ignore[attr-defined]
         return Response(status_code=499)
     except asyncio.CancelledError:
-        if not _ours(streams, task):
+        if not streams.ended_by_shutdown(chunks):
             raise
         await chunks.aclose()  # type: ignore[attr-defined]
         return error_response(_shutting_down())
     finally:
-        streams.discard(task)
+        streams.untrack(chunks)
 
     async def events() -> AsyncIterator[bytes]:
-        task = streams.add()
+        streams.track(chunks)
         try:
             if first is not None:
                 yield _sse(first)
@@ -204,30 +204,18 @@ async def _stream(
         except BackendError as err:
             yield sse_error_event(err.error)
         except asyncio.CancelledError:
-            if not _ours(streams, task):
+            if not streams.ended_by_shutdown(chunks):
                 raise
             yield sse_error_event(_shutting_down())
         finally:
-            streams.discard(task)
+            streams.untrack(chunks)
             await chunks.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-def _ours(streams: OpenStreams, task: asyncio.Task[Any] | None) -> bool:
-    """A cancel from the shutdown (not from the client leaving): undo it and answer instead."""
-    if task is None or not streams.ended_by_shutdown(task):
-        return False
-    task.uncancel()
-    return True
-
-
 def _shutting_down() -> DecodedError:
-    body = error_body(
-        503,
-        "server_shutting_down",
-        "the server is shutting down and its grace period for open streams has ended; retry",
-    )
+    body = error_body(503, SHUTTING_DOWN_TYPE, SHUTTING_DOWN_MESSAGE)
     return DecodedError(http_status=503, body=body, retry_after_s=None)
 
 

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError, invalid_request
 from service.pipeline import CallContext, ChatError, Metadata, Pipeline, Plugin
@@ -28,6 +28,7 @@ from service.routing import Router, Target
 from service.stats import ServiceStats
 from service.validation import find_bad_json, validate_request
 from switchyard.config import Config
+from switchyard.open_streams import SHUTTING_DOWN_MESSAGE, SHUTTING_DOWN_TYPE, OpenStreams
 from switchyard.request_id import current_request_id, request_id_from_metadata
 from switchyard.v1 import chat_pb2 as pb
 
@@ -55,11 +56,8 @@ class ChatEngine:
         self._router = router or Router(config)
         self._retry = RetryPolicy(config.retries)
         self.stats = stats or ServiceStats()
-        # Streams being served, with the task reading each: at the end of a shutdown grace
-        # they are ended with a 503 error rather than cut mid-body.
-        self._open_streams: dict[CallContext, asyncio.Task[Any] | None] = {}
-        self._no_open_streams = asyncio.Event()
-        self._no_open_streams.set()
+        # At the end of a shutdown grace, streams still open get a 503 rather than a cut.
+        self.streams = OpenStreams()
 
     # ---------------------------------------------------------------- unary
 
@@ -73,11 +71,7 @@ class ChatEngine:
         ctx = self._context(request, False, metadata, request_id)
         try:
             async with asyncio.timeout(self._budget(timeout_s)):
-                answer = await self._route(ctx, self._send)
-            if isinstance(answer, pb.ChatCompletionResponse):
-                response = answer
-            else:  # pragma: no cover - a unary attempt always returns a response
-                raise TypeError("a unary call got a stream")
+                response = await self._route(ctx, self._send)
             self._deliver(ctx, response)
             return response
         except GatewayError as err:
@@ -117,20 +111,15 @@ class ChatEngine:
         """Chunks as they arrive. Fallback is possible until the first content chunk is yielded."""
         ctx = self._context(request, True, metadata, request_id)
         chunks = self._stream(ctx, timeout_s)
-        open_streams = self._open_streams
+        streams = self.streams
         try:
-            # The reading task can change (the gateway reads the first chunk in the request's
-            # task, the rest in the response's), so it is noted again after every chunk.
-            open_streams[ctx] = asyncio.current_task()
-            self._no_open_streams.clear()
+            # The reading task can change, so it is noted again after every chunk.
+            streams.track(ctx)
             async for chunk in chunks:
                 yield chunk
-                open_streams[ctx] = asyncio.current_task()
+                streams.track(ctx)
         except asyncio.CancelledError:
-            if ctx.shutting_down:
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # our own cancel, turned into an answer: not a cancellation
+            if streams.ended_by_shutdown(ctx):
                 self.stats.streams_ended_at_shutdown += 1
                 raise ctx.fail(_shutdown_error()) from None
             ctx.status, ctx.error_type = 499, "cancelled"
@@ -146,9 +135,7 @@ class ChatEngine:
             ctx.status, ctx.error_type = 500, "internal_error"  # a bug: the caller gets a 500 too
             raise
         finally:
-            open_streams.pop(ctx, None)
-            if not open_streams:
-                self._no_open_streams.set()
+            streams.untrack(ctx)
             await chunks.aclose()  # type: ignore[attr-defined]
             await self.pipeline.on_finish(ctx)
 
@@ -278,24 +265,6 @@ class ChatEngine:
 
         return await call_with_fallbacks(plan, try_target, ctx.attempts)
 
-    # ---------------------------------------------------------------- shutdown
-
-    def end_open_streams(self) -> int:
-        """End every stream still open with a 503 ``server_shutting_down`` error; return how many."""
-        for ctx, task in list(self._open_streams.items()):
-            if task is not None and not ctx.shutting_down:
-                ctx.shutting_down = True
-                task.cancel()
-        return len(self._open_streams)
-
-    @property
-    def open_streams(self) -> int:
-        return len(self._open_streams)
-
-    async def streams_closed(self) -> None:
-        """Return once no stream is open."""
-        await self._no_open_streams.wait()
-
     # ---------------------------------------------------------------- helpers
 
     def _context(
@@ -386,12 +355,7 @@ async def _empty() -> AsyncIterator[pb.ChatCompletionChunk]:
 
 
 def _shutdown_error() -> GatewayError:
-    return GatewayError(
-        503,
-        "server_shutting_down",
-        "the server is shutting down and its grace period for open streams has ended; retry",
-        failure=FailureClass.TRANSIENT,
-    )
+    return GatewayError(503, SHUTTING_DOWN_TYPE, SHUTTING_DOWN_MESSAGE, failure=FailureClass.TRANSIENT)
 
 
 def _deadline_error() -> GatewayError:

@@ -66,8 +66,6 @@ class CallContext:
     cost: float | None = None  # USD, when a plugin priced the usage
     status: int = 200  # the HTTP status the caller gets
     error_type: str | None = None
-    # Set when the server ends this stream because its shutdown grace ran out.
-    shutting_down: bool = False
     # Plugins (by index) whose on_request phase was reached: only they get post hooks.
     entered: int = 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from service.stats import ServiceStats
 from service.store import open_store
 from switchyard.config import Config, ConfigError
 from switchyard.grpc_options import grpc_options
+from switchyard.open_streams import STREAM_END_S
 from switchyard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchyard.service")
@@ -55,28 +55,10 @@ class RunningService:
         self.serving = False
         await self.health.enter_graceful_shutdown()
         stopping = asyncio.ensure_future(self.server.stop(grace_s + STREAM_END_S))
-        await end_streams_after(self.servicer.engine, grace_s)
+        await self.servicer.engine.streams.end_after(grace_s)
         await stopping
         await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)
         await self.governance.aclose()
-
-
-# How long streams ended at shutdown get to deliver their error before being cut.
-STREAM_END_S = 1.0
-
-
-async def end_streams_after(engine: ChatEngine, grace_s: float) -> None:
-    """Wait up to ``grace_s`` for open streams to finish, then end the rest with a 503."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(grace_s):
-            await engine.streams_closed()
-    if not engine.open_streams:
-        return
-    ended = engine.end_open_streams()
-    log.warning("shutdown grace over: ending %d open stream(s) with 503 server_shutting_down", ended)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(STREAM_END_S):
-            await engine.streams_closed()
 
 
 async def start_governance(config: Config) -> Governance:

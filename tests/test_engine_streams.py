@@ -192,13 +192,13 @@ async def test_streams_still_open_at_shutdown_end_with_a_503(sy: Engine) -> None
 
     task = asyncio.create_task(consume())
     await first.wait()
-    assert sy.engine.open_streams == 1
-    assert sy.engine.end_open_streams() == 1
+    assert len(sy.engine.streams) == 1
+    assert sy.engine.streams.end_all() == 1
     with pytest.raises(ChatError) as caught:
         await task
     body = caught.value.body
     assert (body.status_code, body.type) == (503, "server_shutting_down")
-    assert sy.engine.open_streams == 0
+    assert len(sy.engine.streams) == 0
     assert sy.engine.stats.streams_ended_at_shutdown == 1
     (entry,) = sy.logged
     assert (entry.status, entry.error_type) == (503, "server_shutting_down")
