@@ -25,7 +25,7 @@ import logging
 import sys
 from collections.abc import Coroutine
 
-from switchyard.config import Config, ConfigError, check_port, load_config
+from switchyard.config import Config, ConfigError, load_config, port_number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,20 +94,12 @@ def main(argv: list[str] | None = None) -> None:
 def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
     server = config.server
     if getattr(args, "http_port", None) is not None:
-        server = dataclasses.replace(server, http_port=_port(args.http_port, "--http-port"))
+        server = dataclasses.replace(server, http_port=port_number(args.http_port, "--http-port"))
     if getattr(args, "grpc_port", None) is not None:
-        server = dataclasses.replace(server, grpc_port=_port(args.grpc_port, "--grpc-port"))
+        server = dataclasses.replace(server, grpc_port=port_number(args.grpc_port, "--grpc-port"))
     if getattr(args, "service", None) is not None:
         server = dataclasses.replace(server, service_address=_service_address(args.service))
     return dataclasses.replace(config, server=server)
-
-
-def _port(text: str, flag: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise ConfigError(flag, f"must be a port number from 1 to 65535 (got {text!r})") from None
-    return check_port(number, flag)
 
 
 def _service_address(text: str) -> str:

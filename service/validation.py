@@ -65,12 +65,18 @@ def validate_request(request: pb.ChatCompletionRequest) -> None:
 
 
 def _check_json_text(text: str, param: str) -> None:
+    problem = _json_problem(text)
+    if problem is not None:
+        raise invalid_request(f"`{param}` {problem}", param)
+
+
+def _json_problem(text: str) -> str | None:
+    """What is wrong with a free-form JSON text, if anything (only parsed when it may be deep)."""
     try:
         too_deep = json_text_depth_over(text)
     except ValueError:
-        raise invalid_request(f"`{param}` is not valid JSON", param) from None
-    if too_deep:
-        raise invalid_request(f"`{param}` is JSON nested deeper than {MAX_JSON_DEPTH} levels", param)
+        return "is not valid JSON"
+    return f"is JSON nested deeper than {MAX_JSON_DEPTH} levels" if too_deep else None
 
 
 def find_bad_json(message: Message, path: str = "") -> str | None:
@@ -83,11 +89,7 @@ def find_bad_json(message: Message, path: str = "") -> str | None:
         name = fd.name
         if name.endswith("_json"):
             param = (f"{path}.{name[:-5]}" if path else name[:-5]) if name != "extra_json" else path
-            try:
-                bad = json_text_depth_over(value)
-            except ValueError:
-                bad = True
-            if bad:
+            if _json_problem(value) is not None:
                 return param or "body"
         elif fd.message_type is not None and not fd.message_type.GetOptions().map_entry:
             field_path = f"{path}.{name}" if path else name

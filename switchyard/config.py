@@ -32,11 +32,18 @@ _PORT_RANGE = range(1, 65536)
 _COMMON_PROVIDER_KEYS = frozenset({"kind", "base_url", "keys", "max_connections", "base_models"})
 
 
-def check_port(value: int, path: str) -> int:
-    """A TCP port, or a ConfigError naming ``path``: the OS would silently take 70000 as 4464."""
-    if value not in _PORT_RANGE:
-        raise ConfigError(path, f"must be a port number from 1 to 65535 (got {value})")
-    return value
+def port_number(value: Any, path: str) -> int:
+    """A TCP port from a number or its text, or a ConfigError naming ``path`` (the config key or
+    the command-line flag): the OS would silently take 70000 as 4464."""
+    try:
+        if isinstance(value, bool | float):
+            raise TypeError
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0  # not a number at all: as out of range
+    if number not in _PORT_RANGE:
+        raise ConfigError(path, f"must be a port number from 1 to 65535 (got {value!r})")
+    return number
 
 
 class ConfigError(ValueError):
@@ -440,14 +447,7 @@ class _Reader:
         return cls(**values)
 
     def port(self, value: Any, path: str) -> int:
-        text = self.resolve(value, path) if isinstance(value, str) else value
-        if isinstance(text, bool | float):
-            raise ConfigError(path, "must be a port number from 1 to 65535")
-        try:
-            number = int(text)
-        except (TypeError, ValueError):
-            raise ConfigError(path, "must be a port number from 1 to 65535") from None
-        return check_port(number, path)
+        return port_number(self.resolve(value, path) if isinstance(value, str) else value, path)
 
     def scalar(self, value: Any, path: str, kind: type[Any]) -> Any:
         if kind is bool:
