@@ -7,7 +7,7 @@ What callers get must parse with the ``openai`` SDK exactly as OpenAI's answers 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -32,16 +32,10 @@ HELLO = [{"role": "user", "content": "hi"}]
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(fake_server: FakeAnthropic) -> FakeAnthropic:
-    fake_server.reset()
-    return fake_server
+def fake(anthropic: FakeAnthropic) -> FakeAnthropic:
+    """The session's fake Anthropic (tests/conftest.py), cleared for this test."""
+    return anthropic
 
 
 def provider(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import anthropic
 import httpx
 import pytest
@@ -14,16 +12,11 @@ KEY = "sk-ant-fake-0123456789"
 HELLO = [{"role": "user", "content": "hello there"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeAnthropic) -> FakeAnthropic:
-    server.reset()
-    return server
+def fake(anthropic_server: FakeAnthropic) -> FakeAnthropic:
+    """The session's fake Anthropic (tests/conftest.py), cleared for this test."""
+    anthropic_server.reset()
+    return anthropic_server
 
 
 def client(fake: FakeAnthropic) -> anthropic.AsyncAnthropic:

@@ -42,16 +42,10 @@ def content_of(events: list[Any], index: int = 0) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeUpstream) -> FakeUpstream:
-    server.reset()
-    return server
+def fake(upstream: FakeUpstream) -> FakeUpstream:
+    """The session's fake upstream (tests/conftest.py), cleared for this test."""
+    return upstream
 
 
 @pytest.fixture
