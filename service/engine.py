@@ -125,9 +125,14 @@ class ChatEngine:
             ctx.status, ctx.error_type = 499, "cancelled"
             raise
         except GeneratorExit:
-            # The consumer stopped reading (the client went away): note it, then close as asked.
+            # The consumer stopped reading: the client went away, or the shutdown's cancel
+            # reached the consumer (the servicer writing a chunk) rather than this generator.
             if ctx.status == 200:
-                ctx.status, ctx.error_type = 499, "cancelled"
+                if streams.was_ended(ctx):
+                    self.stats.streams_ended_at_shutdown += 1
+                    ctx.status, ctx.error_type = 503, SHUTTING_DOWN_TYPE
+                else:
+                    ctx.status, ctx.error_type = 499, "cancelled"
             raise
         except ChatError:
             raise

@@ -44,6 +44,10 @@ class OpenStreams:
         if not self._tasks:
             self._none_open.set()
 
+    def was_ended(self, key: object) -> bool:
+        """Has :meth:`end_all` ended ``key``'s stream (whatever the cancel reached first)?"""
+        return key in self._ended
+
     def ended_by_shutdown(self, key: object) -> bool:
         """In a ``CancelledError`` handler: was the cancel :meth:`end_all`'s? If so it is undone
         (the task goes on, to send its answer) and the caller answers with the 503."""

@@ -205,6 +205,31 @@ async def test_streams_still_open_at_shutdown_end_with_a_503(sy: Engine) -> None
     assert not task.cancelled()
 
 
+async def test_a_shutdown_cancel_that_reaches_the_consumer_is_logged_as_a_503(sy: Engine) -> None:
+    """The cancel lands wherever the reading task waits: here in the consumer (as in the
+    servicer writing a chunk), so the engine only sees its generator closed."""
+    sy.upstream.handlers = [_hanging_after(chunk("partial"), asyncio.Event())]
+    first, never = asyncio.Event(), asyncio.Event()
+
+    async def consume() -> None:
+        stream = sy.engine.create_stream(request())
+        try:
+            async for _ in stream:
+                first.set()
+                await never.wait()
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    assert sy.engine.streams.end_all() == 1
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (entry,) = sy.logged
+    assert (entry.status, entry.error_type) == (503, "server_shutting_down")
+    assert sy.engine.stats.streams_ended_at_shutdown == 1
+
+
 async def test_a_client_cancel_is_still_a_cancel(sy: Engine) -> None:
     release = asyncio.Event()
     sy.upstream.handlers = [_hanging_after(chunk("partial"), release)]
