@@ -21,10 +21,10 @@ import argparse
 import asyncio
 import dataclasses
 import gc
-import logging
 import sys
 from collections.abc import Coroutine
 
+from switchyard import logs
 from switchyard.config import Config, ConfigError, load_config, port_number
 
 
@@ -76,11 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"switchyard: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # httpx logs every upstream request at INFO: noise, and CPU on the hot path.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure(config.logging)
     from cli import runner
 
     if args.command == "serve":

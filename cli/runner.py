@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.backend import ChatBackend, GrpcBackend, InProcessBackend
 from switchyard.config import Config, ConfigError
 from switchyard.grpc_options import grpc_options
+from switchyard.metrics import OpenStreamsGauge, ProcessMetrics
 from switchyard.open_streams import STREAM_END_S, OpenStreams
 
 log = logging.getLogger("switchyard.gateway")
@@ -37,6 +38,9 @@ async def run_service(config: Config) -> None:
 
     with _start_errors(), _store_errors():
         _bind(config.server.grpc_host, config.server.grpc_port, "gRPC", probe=True)
+        telemetry = config.telemetry
+        if telemetry.metrics_port and telemetry.metrics.enabled:
+            _bind(telemetry.metrics_host, telemetry.metrics_port, "metrics", probe=True)
         await serve(config)
 
 
@@ -48,6 +52,7 @@ async def run_gateway(config: Config) -> None:
         lambda: GrpcBackend(config.server.grpc_target, grpc_options(config)),
         sockets,
         on_stop=None,
+        metrics=ProcessMetrics(config.telemetry.metrics),
     )
 
 
@@ -58,7 +63,7 @@ async def run_both(config: Config, backend: str = "inprocess") -> None:
         sockets = _bind(config.server.http_host, config.server.http_port, "HTTP")
         try:
             _bind(config.server.grpc_host, config.server.grpc_port, "gRPC", probe=True)
-            running = await start_service(config)
+            running = await start_service(config, metrics=ProcessMetrics(config.telemetry.metrics))
         except BaseException:
             _close(sockets)
             raise
@@ -75,6 +80,7 @@ async def run_both(config: Config, backend: str = "inprocess") -> None:
         on_stop=lambda: running.stop(grace),
         # The service ends its streams at the grace with an answer, which the gateway passes on.
         service_streams=running.servicer.engine.streams,
+        metrics=running.metrics,  # one process, one registry: the service's series
     )
 
 
@@ -102,8 +108,11 @@ async def _run_http(
     sockets: list[socket.socket],
     on_stop: Callable[[], Awaitable[None]] | None,
     service_streams: OpenStreams | None = None,
+    metrics: ProcessMetrics | None = None,
 ) -> None:
-    app = create_app(config, factory)
+    app = create_app(config, factory, metrics if config.telemetry.metrics.enabled else None)
+    if metrics is not None and service_streams is None:  # a gateway alone counts its own streams
+        metrics.registry.register(OpenStreamsGauge(app.state.open_streams))
     grace = config.server.shutdown_grace_s
     server = _Server(
         uvicorn.Config(
@@ -115,6 +124,8 @@ async def _run_http(
             lifespan="on",
             access_log=False,
             log_level=config.logging.level,
+            # uvicorn's records go to the root logger, in the process's one format (text or JSON).
+            log_config=None,
             # A backstop only: streams are ended with an answer at the grace (below), so
             # uvicorn's own cancel, which cuts a response mid-body, should find nothing left.
             timeout_graceful_shutdown=math.ceil(grace + _GATEWAY_MARGIN_S + STREAM_END_S + 1),

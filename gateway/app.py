@@ -31,13 +31,16 @@ from gateway.request_ids import RequestIdMiddleware, request_id_of
 from switchyard import codec
 from switchyard.config import Config
 from switchyard.errors import DecodedError, error_body
+from switchyard.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from switchyard.metrics import ProcessMetrics
 from switchyard.open_streams import SHUTTING_DOWN_MESSAGE, SHUTTING_DOWN_TYPE, OpenStreams
 from switchyard.request_id import HEADER as REQUEST_ID_HEADER
 from switchyard.v1 import chat_pb2 as pb
 
 # Request headers passed on to the service as gRPC call metadata (auth is enforced there).
 # The request id goes too, but as RequestIdMiddleware checked (or made) it.
-FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk")
+# W3C trace context goes too, so the service's spans join the caller's trace.
+FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "traceparent", "tracestate")
 _FORWARDED = frozenset(name.encode() for name in FORWARDED_HEADERS)
 T = TypeVar("T")
 log = logging.getLogger("switchyard.gateway")
@@ -63,8 +66,12 @@ class _AsgiEndpoint:
         await self._app(scope, receive, send)
 
 
-def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> Starlette:
-    """``backend_factory`` runs inside the app's lifespan, so a gRPC channel is made in the running loop."""
+def create_app(
+    config: Config, backend_factory: Callable[[], ChatBackend], metrics: ProcessMetrics | None = None
+) -> Starlette:
+    """``backend_factory`` runs inside the app's lifespan, so a gRPC channel is made in the running loop.
+
+    ``metrics``: the process's registry, served at ``GET /metrics`` (None: no such route)."""
     limit = config.server.max_body_bytes
     timeout_s = config.timeouts.total_s
     state: dict[str, ChatBackend] = {}
@@ -129,6 +136,10 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "service unavailable"}, status_code=503)
 
+    async def metrics_text(_request: Request) -> Response:
+        assert metrics is not None
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
     chat = _AsgiEndpoint(chat_completions)
     routes = [
         Route(
@@ -141,6 +152,7 @@ def create_app(config: Config, backend_factory: Callable[[], ChatBackend]) -> St
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
+        *([Route("/metrics", metrics_text, methods=["GET"])] if metrics is not None else []),
         *admin_routes(lambda: state["backend"], lambda request: _request_meta(request.scope)[0]),
     ]
 

@@ -49,6 +49,7 @@ class ChatEngine:
         plugins: Sequence[Plugin] = (),
         router: Router | None = None,
         stats: ServiceStats | None = None,
+        streams: OpenStreams | None = None,
     ) -> None:
         self._config = config
         self._providers = providers
@@ -57,7 +58,7 @@ class ChatEngine:
         self._retry = RetryPolicy(config.retries)
         self.stats = stats or ServiceStats()
         # At the end of a shutdown grace, streams still open get a 503 rather than a cut.
-        self.streams = OpenStreams()
+        self.streams = streams if streams is not None else OpenStreams()
 
     # ---------------------------------------------------------------- unary
 
@@ -153,6 +154,7 @@ class ChatEngine:
                 # Committed: the total budget bounded the search for a working
                 # upstream; from here on the read timeout governs stalls.
                 budget.reschedule(None)
+            ctx.first_chunk_at = time.perf_counter()
         except GatewayError as err:
             raise ctx.fail(err) from None
         except TimeoutError:
@@ -243,18 +245,19 @@ class ChatEngine:
             with _unserialisable(request):
                 prepared = provider.prepare(request, target, stream=stream)
             await pipeline.before_target(ctx, target, prepared)
-            hooks = pipeline.attempt_hooks
+            watched = pipeline.watches_attempts
 
             async def attempt_with_key(key_index: int) -> T:
-                if not hooks:
+                if not watched:
                     return await attempt(provider, prepared, key_index)
+                pipeline.start_attempt(ctx, target, key_index)
                 started = time.perf_counter()
                 try:
                     result = await attempt(provider, prepared, key_index)
                 except GatewayError as err:
-                    pipeline.on_attempt(ctx, target, err, time.perf_counter() - started)
+                    pipeline.on_attempt(ctx, target, key_index, err, time.perf_counter() - started)
                     raise
-                pipeline.on_attempt(ctx, target, None, time.perf_counter() - started)
+                pipeline.on_attempt(ctx, target, key_index, None, time.perf_counter() - started)
                 return result
 
             try:

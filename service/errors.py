@@ -43,6 +43,8 @@ class GatewayError(Exception):
 
     # True only when the provider itself answered with this error (its status passes through).
     from_upstream: bool = False
+    # True for governance's refusals (service/governance.py ``Refused``): counted apart in metrics.
+    refusal: bool = False
 
     def __init__(
         self,

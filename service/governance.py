@@ -64,6 +64,7 @@ class Refused(GatewayError):
     """
 
     admission: Admission | None = None
+    refusal = True
 
 
 def refusal(

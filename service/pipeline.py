@@ -8,7 +8,8 @@ start, so a plugin without (say) a chunk hook costs nothing per chunk.
                    response (a cache hit)                                      in order
     on_plan        the route plan: which targets may be tried                  in order
     before_target  a target is about to be tried (a budget reservation)       in order
-    on_attempt     each upstream attempt, with its outcome                     in order
+    start_attempt  an upstream attempt (one key) is about to start             in order
+    on_attempt     that attempt ended, with its outcome                        in order
     after_target   that target succeeded or failed (release or keep)          reverse
     on_response    the unary answer, before it is returned                     reverse
     on_chunk       each stream chunk, before it is sent                        reverse
@@ -66,6 +67,12 @@ class CallContext:
     cost: float | None = None  # USD, when a plugin priced the usage
     status: int = 200  # the HTTP status the caller gets
     error_type: str | None = None
+    refused: bool = False  # a governance refusal (401/402/403/429) ended the call
+    # Who is calling, once governance has admitted the caller (its virtual key, its team).
+    key_id: str | None = None
+    team_id: str | None = None
+    # perf_counter when a stream's first content was ready to send (time to first token).
+    first_chunk_at: float | None = None
     # Plugins (by index) whose on_request phase was reached: only they get post hooks.
     entered: int = 0
 
@@ -82,6 +89,7 @@ class CallContext:
 
     def fail(self, err: GatewayError) -> ChatError:
         self.status, self.error_type = err.status, err.type
+        self.refused = err.refusal
         body = err.to_body(
             model_requested=self.model_requested,
             request_type=self.request_type,
@@ -106,8 +114,16 @@ class Plugin:
     async def before_target(self, ctx: CallContext, target: Target, prepared: Prepared) -> None:
         return None
 
+    def start_attempt(self, ctx: CallContext, target: Target, key_index: int) -> None:
+        return None
+
     def on_attempt(
-        self, ctx: CallContext, target: Target, error: GatewayError | None, elapsed_s: float
+        self,
+        ctx: CallContext,
+        target: Target,
+        key_index: int,
+        error: GatewayError | None,
+        elapsed_s: float,
     ) -> None:
         return None
 
@@ -139,7 +155,10 @@ class Pipeline:
         self._request = _overriding(self.plugins, "on_request")
         self._plan = _overriding(self.plugins, "on_plan")
         self._before = _overriding(self.plugins, "before_target")
-        self.attempt_hooks = _overriding(self.plugins, "on_attempt")
+        self._start_attempt = _overriding(self.plugins, "start_attempt")
+        self._attempt = _overriding(self.plugins, "on_attempt")
+        # The engine times attempts only when some plugin wants to hear about them.
+        self.watches_attempts = bool(self._start_attempt or self._attempt)
         # Post hooks: reversed here, once.
         self._after = _overriding(self.plugins, "after_target")[::-1]
         self._response = _overriding(self.plugins, "on_response")[::-1]
@@ -168,11 +187,20 @@ class Pipeline:
         for plugin in self._before:
             await plugin.before_target(ctx, target, prepared)
 
+    def start_attempt(self, ctx: CallContext, target: Target, key_index: int) -> None:
+        for plugin in self._start_attempt:
+            plugin.start_attempt(ctx, target, key_index)
+
     def on_attempt(
-        self, ctx: CallContext, target: Target, error: GatewayError | None, elapsed_s: float
+        self,
+        ctx: CallContext,
+        target: Target,
+        key_index: int,
+        error: GatewayError | None,
+        elapsed_s: float,
     ) -> None:
-        for plugin in self.attempt_hooks:
-            plugin.on_attempt(ctx, target, error, elapsed_s)
+        for plugin in self._attempt:
+            plugin.on_attempt(ctx, target, key_index, error, elapsed_s)
 
     async def after_target(self, ctx: CallContext, target: Target, error: BaseException | None) -> None:
         """Every plugin's hook runs even if one raises; the first error is re-raised after."""

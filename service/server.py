@@ -10,12 +10,15 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
 
 from service.admin import AdminServicer
 from service.counters import open_counters
 from service.engine import ChatEngine
 from service.governance import Governance
-from service.plugins import GovernancePlugin
+from service.pipeline import Plugin
+from service.plugins import AccessLogPlugin, GovernancePlugin, MetricsPlugin, TracingPlugin
+from service.plugins.tracing import build_tracer_provider
 from service.pricing import PriceTable
 from service.providers import Provider, ProviderContext, build_provider
 from service.providers import check as check_providers
@@ -25,7 +28,8 @@ from service.stats import ServiceStats
 from service.store import open_store
 from switchyard.config import Config, ConfigError
 from switchyard.grpc_options import grpc_options
-from switchyard.open_streams import STREAM_END_S
+from switchyard.metrics import ProcessMetrics, serve_metrics
+from switchyard.open_streams import STREAM_END_S, OpenStreams
 from switchyard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("switchyard.service")
@@ -43,6 +47,9 @@ class RunningService:
     governance: Governance
     providers: dict[str, Provider]
     port: int
+    metrics: ProcessMetrics
+    tracer_provider: TracerProvider | None = None
+    metrics_server: asyncio.Server | None = None
     serving: bool = True
 
     async def stop(self, grace_s: float) -> None:
@@ -59,6 +66,11 @@ class RunningService:
         await stopping
         await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)
         await self.governance.aclose()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        if self.tracer_provider is not None:
+            # Exports what is still batched; blocking, so off the loop.
+            await asyncio.to_thread(self.tracer_provider.shutdown)
 
 
 async def start_governance(config: Config) -> Governance:
@@ -85,8 +97,16 @@ async def start_governance(config: Config) -> Governance:
     return governance
 
 
-async def start_service(config: Config, address: str | None = None) -> RunningService:
+async def start_service(
+    config: Config,
+    address: str | None = None,
+    metrics: ProcessMetrics | None = None,
+    serve_metrics_port: bool = False,
+) -> RunningService:
     """Start the service on ``address`` (default: grpc_host:grpc_port; ``unix:/path`` works).
+
+    ``metrics``: the process's registry (the REST gateway in the same process serves it);
+    ``serve_metrics_port``: serve it on ``telemetry.metrics_port`` (a service running alone).
 
     The port is bound first, so a port in use fails before anything is opened; a failure
     after that closes what was opened (governance, upstream clients) before it propagates."""
@@ -107,12 +127,31 @@ async def start_service(config: Config, address: str | None = None) -> RunningSe
             )
     providers: dict[str, Provider] = {}
     governance: Governance | None = None
+    metrics = metrics or ProcessMetrics(config.telemetry.metrics)
+    tracer_provider = build_tracer_provider(config.telemetry.tracing)
+    metrics_server: asyncio.Server | None = None
     try:
+        telemetry = config.telemetry
+        if serve_metrics_port and telemetry.metrics_port and telemetry.metrics.enabled:
+            try:
+                metrics_server = await serve_metrics(metrics, telemetry.metrics_host, telemetry.metrics_port)
+            except OSError as exc:
+                where = f"{telemetry.metrics_host}:{telemetry.metrics_port}"
+                raise OSError(f"cannot listen on {where} (metrics): {exc.strerror or exc}") from None
         governance = await start_governance(config)
         stats = ServiceStats()
         context = ProviderContext(config.timeouts, stats, keep_raw=config.logging.raw_request)
         providers = {name: build_provider(p, context) for name, p in config.providers.items()}
-        engine = ChatEngine(config, providers, [GovernancePlugin(governance)], stats=stats)
+        streams = OpenStreams()
+        # Telemetry first: its post hooks run for every call, refused ones included.
+        plugins: list[Plugin] = []
+        if tracer_provider is not None:
+            plugins.append(TracingPlugin(tracer_provider, telemetry.tracing, config.providers))
+        if telemetry.metrics.enabled:
+            plugins.append(MetricsPlugin(metrics, streams, governance.logs))
+        plugins.append(AccessLogPlugin())
+        plugins.append(GovernancePlugin(governance))
+        engine = ChatEngine(config, providers, plugins, stats=stats, streams=streams)
         servicer = ChatCompletionsServicer(engine)
         admin = AdminServicer(governance, engine.stats)
         chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)
@@ -130,14 +169,29 @@ async def start_service(config: Config, address: str | None = None) -> RunningSe
         await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
         if governance is not None:
             await governance.aclose()
+        if metrics_server is not None:
+            metrics_server.close()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()
         raise
     log.info("gRPC service listening on %s", address if address.startswith("unix:") else f"port {port}")
-    return RunningService(server, health_servicer, servicer, admin, governance, providers, port)
+    return RunningService(
+        server,
+        health_servicer,
+        servicer,
+        admin,
+        governance,
+        providers,
+        port,
+        metrics,
+        tracer_provider,
+        metrics_server,
+    )
 
 
 async def serve(config: Config) -> None:
     """Run the service alone until SIGINT/SIGTERM, then stop gracefully."""
-    running = await start_service(config)
+    running = await start_service(config, serve_metrics_port=True)
     await wait_for_signal()
     log.info("stopping: finishing in-flight calls (grace %.0fs)", config.server.shutdown_grace_s)
     await running.stop(config.server.shutdown_grace_s)

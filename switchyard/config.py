@@ -29,6 +29,12 @@ VIRTUAL_KEY_PREFIX = "sk-bf-"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PORT_RANGE = range(1, 65536)
 # Settings every provider has; the rest of a provider's section belongs to its kind.
+# Prometheus label names, and those Switchyard's own series use (a static label must not clash).
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_RESERVED_LABELS = frozenset(
+    {"route", "provider", "model", "status_class", "error_type", "token_type", "outcome", "reason"}
+    | {"status", "type", "key", "team", "le", "quantile", "job", "instance"}
+)
 _COMMON_PROVIDER_KEYS = frozenset({"kind", "base_url", "keys", "max_connections", "base_models"})
 
 
@@ -156,8 +162,57 @@ class RoutingConfig:
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
+    # "text" for people, "json" for log pipelines: one object a line (switchyard/logs.py).
+    format: str = "text"
+    # One line per finished request (logger switchyard.access, info level).
+    access_log: bool = True
     # Put the upstream request/response bodies in extra_fields.raw_request/raw_response.
     raw_request: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics (``GET /metrics``); see docs/observability.md for the series."""
+
+    enabled: bool = True
+    # Static labels added to every series at scrape time (environment, region…).
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # Per-virtual-key and per-team labels: off by default, and capped when on (the
+    # series past the cap share the label value "other").
+    key_labels: bool = False
+    max_keys: int = 100
+    # Distinct model (and error type) label values kept before "other": bounds what a
+    # caller naming arbitrary deployments can add.
+    max_models: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """OpenTelemetry traces over OTLP; off unless an endpoint is configured here or by the
+    standard OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT variables."""
+
+    otlp_endpoint: str = ""
+    protocol: str = "http/protobuf"  # or "grpc"
+    # Of the traces that start here (no sampled parent), the share recorded; ParentBased.
+    sample_ratio: float = 1.0
+    service_name: str = "switchyard"
+    # Prompts and completions on spans (gen_ai.input.messages / gen_ai.output.messages).
+    include_content: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _TelemetryServer:
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    metrics: MetricsConfig = MetricsConfig()
+    # A `switchyard service` running alone serves /metrics on this port (0: not served).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    tracing: TracingConfig = TracingConfig()
 
 
 BUDGET_RESETS = ("1h", "1d", "1w", "1mo")
@@ -281,6 +336,7 @@ class Config:
     retries: RetryConfig = RetryConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
     logging: LoggingConfig = LoggingConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     deployments: Mapping[str, DeploymentConfig] = field(default_factory=dict)
     auth: AuthConfig = AuthConfig()
@@ -338,6 +394,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
             "retries",
             "timeouts",
             "logging",
+            "telemetry",
             "providers",
             "deployments",
             "auth",
@@ -367,6 +424,9 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
         raise ConfigError("store.url", "must start with sqlite:// or postgresql://")
     if store.redis_url and not store.redis_url.startswith(("redis://", "rediss://")):
         raise ConfigError("store.redis_url", "must be empty or start with redis:// or rediss://")
+    logging_config = reader.section(root, "logging", LoggingConfig)
+    if logging_config.format not in ("text", "json"):
+        raise ConfigError("logging.format", "must be text or json")
     teams = {
         str(team_id): reader.team(str(team_id), spec)
         for team_id, spec in reader.mapping(root.get("teams", {}), "teams").items()
@@ -376,7 +436,8 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
         routing=routing,
         retries=reader.section(root, "retries", RetryConfig),
         timeouts=reader.section(root, "timeouts", TimeoutConfig),
-        logging=reader.section(root, "logging", LoggingConfig),
+        logging=logging_config,
+        telemetry=reader.telemetry(root.get("telemetry")),
         providers=providers,
         deployments=deployments,
         auth=reader.auth(root.get("auth")),
@@ -433,18 +494,47 @@ class _Reader:
             )
         return _ENV_REF.sub(substitute, text)
 
-    def section(self, root: dict[str, Any], name: str, cls: type[Any]) -> Any:
-        raw = self.mapping(root.get(name), name)
+    def section(self, root: dict[str, Any], name: str, cls: type[Any], path: str = "") -> Any:
+        path = path or name
+        raw = self.mapping(root.get(name), path)
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        self.only(raw, name, set(fields))
+        self.only(raw, path, set(fields))
         defaults = cls()
         values: dict[str, Any] = {}
         for key, value in raw.items():
             if key.endswith("_port"):
-                values[key] = self.port(value, f"{name}.{key}")
+                values[key] = self.port(value, f"{path}.{key}")
             else:
-                values[key] = self.scalar(value, f"{name}.{key}", type(getattr(defaults, key)))
+                values[key] = self.scalar(value, f"{path}.{key}", type(getattr(defaults, key)))
         return cls(**values)
+
+    def telemetry(self, spec: Any) -> TelemetryConfig:
+        raw = self.mapping(spec, "telemetry")
+        self.only(raw, "telemetry", {"metrics", "metrics_port", "metrics_host", "tracing"})
+        metrics_raw = self.mapping(raw.get("metrics"), "telemetry.metrics")
+        labels = {
+            str(k): self.resolve(v, f"telemetry.metrics.labels.{k}")
+            for k, v in self.mapping(metrics_raw.pop("labels", None), "telemetry.metrics.labels").items()
+        }
+        for name in labels:
+            if not _LABEL_NAME.fullmatch(name) or name.startswith("__") or name in _RESERVED_LABELS:
+                raise ConfigError(
+                    f"telemetry.metrics.labels.{name}",
+                    "is not a usable Prometheus label name (letters, digits, _; not one Switchyard sets)",
+                )
+        metrics = dataclasses.replace(
+            self.section({"metrics": metrics_raw}, "metrics", MetricsConfig, "telemetry.metrics"),
+            labels=labels,
+        )
+        tracing = self.section(raw, "tracing", TracingConfig, "telemetry.tracing")
+        if tracing.protocol not in ("http/protobuf", "grpc"):
+            raise ConfigError("telemetry.tracing.protocol", "must be http/protobuf or grpc")
+        if not 0 <= tracing.sample_ratio <= 1:
+            raise ConfigError("telemetry.tracing.sample_ratio", "must be between 0 and 1")
+        # metrics_port 0 (the default) means not served, so 0 is allowed here.
+        rest = {k: v for k, v in raw.items() if k == "metrics_host" or (k == "metrics_port" and v != 0)}
+        server = self.section({"telemetry": rest}, "telemetry", _TelemetryServer)
+        return TelemetryConfig(metrics, server.metrics_port, server.metrics_host, tracing)
 
     def port(self, value: Any, path: str) -> int:
         return port_number(self.resolve(value, path) if isinstance(value, str) else value, path)

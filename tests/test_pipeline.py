@@ -50,8 +50,16 @@ class Recorder(Plugin):
     async def before_target(self, ctx: CallContext, target: Target, prepared: Prepared) -> None:
         self.journal.append(f"{self.name}.before:{target.provider}")
 
+    def start_attempt(self, ctx: CallContext, target: Target, key_index: int) -> None:
+        self.journal.append(f"{self.name}.start:{target.provider}:{key_index}")
+
     def on_attempt(
-        self, ctx: CallContext, target: Target, error: GatewayError | None, elapsed_s: float
+        self,
+        ctx: CallContext,
+        target: Target,
+        key_index: int,
+        error: GatewayError | None,
+        elapsed_s: float,
     ) -> None:
         self.journal.append(f"{self.name}.attempt:{target.provider}:{error.status if error else 'ok'}")
 
@@ -158,6 +166,8 @@ async def test_pre_hooks_run_in_order_and_post_hooks_in_reverse() -> None:
         "b.plan",
         "a.before:primary",
         "b.before:primary",
+        "a.start:primary:0",
+        "b.start:primary:0",
         "a.attempt:primary:ok",
         "b.attempt:primary:ok",
         "b.after:primary:ok",

@@ -54,11 +54,13 @@ class GovernancePlugin(Plugin):
     async def on_request(self, ctx: CallContext) -> pb.ChatCompletionResponse | None:
         state = ctx.slots[self.slot] = _State(completion=[] if self._content else None)
         try:
-            state.admission = await self.governance.admit(ctx.metadata)
+            state.admission = admission = await self.governance.admit(ctx.metadata)
         except Refused as err:
             if err.admission is not None:  # the key was identified: log the refusal under it
-                state.admission = err.admission
+                state.admission = admission = err.admission
+                ctx.key_id, ctx.team_id = admission.key_id, admission.team_id
             raise
+        ctx.key_id, ctx.team_id = admission.key_id, admission.team_id
         return None
 
     def on_plan(self, ctx: CallContext, plan: RoutePlan) -> RoutePlan:

@@ -8,7 +8,16 @@ secrets; nothing outside this package asks which kind a provider is.
 
 from __future__ import annotations
 
-from service.providers.base import HttpProvider, Prepared, Provider, ProviderContext
+from service.providers.base import HttpProvider, Prepared, Provider, ProviderContext, upstream_headers
 from service.providers.registry import KINDS, build_provider, check
 
-__all__ = ["KINDS", "HttpProvider", "Prepared", "Provider", "ProviderContext", "build_provider", "check"]
+__all__ = [
+    "KINDS",
+    "HttpProvider",
+    "Prepared",
+    "Provider",
+    "ProviderContext",
+    "build_provider",
+    "check",
+    "upstream_headers",
+]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +44,12 @@ from switchyard.request_id import current_request_id
 from switchyard.v1 import chat_pb2 as pb
 
 log = logging.getLogger("switchyard.service")
+
+# Headers for the upstream request of the attempt the current task is making, besides the
+# dialect's own: the tracing plugin puts the attempt's W3C ``traceparent`` here.
+upstream_headers: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "switchyard_upstream_headers", default=None
+)
 
 # Bad stream payloads in a row that end a stream: one or two is noise, three is a broken upstream.
 MAX_BAD_IN_A_ROW = 3
@@ -265,6 +272,9 @@ class HttpProvider:
                 self._urls.clear()
             url = self._urls[text] = httpx.URL(text)
         headers = self.headers(prepared, key)
+        extra = upstream_headers.get()
+        if extra:
+            headers.update(extra)
         headers["content-type"] = "application/json"
         if prepared.stream:
             headers["accept"] = "text/event-stream"

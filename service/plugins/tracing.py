@@ -1,0 +1,302 @@
+"""OpenTelemetry traces as a plugin, after the GenAI semantic conventions.
+
+One span per request, ``chat {model}`` (kind SERVER), whose parent is the caller's W3C
+``traceparent`` when one came (REST header or gRPC metadata; the gateway forwards it), and
+one child per upstream attempt (kind CLIENT): the provider, the key's *name*, the retry
+number, the status. The attempt's own trace context is sent upstream as ``traceparent``
+(``service.providers.upstream_headers``), so a provider that traces joins the same trace.
+
+Governance is recorded as attributes and a span event; prompts and completions only with
+``telemetry.tracing.include_content``. Nothing here reads a credential: the metadata is
+read for ``traceparent``/``tracestate`` only.
+
+The SDK is used without its global provider (``TracerProvider`` is built from config and
+passed in), so several services in one process, as in the tests, keep their own exporters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from service.errors import GatewayError
+from service.pipeline import CallContext, Plugin
+from service.providers import upstream_headers
+from service.routing import Target
+from switchyard import codec
+from switchyard.config import ProviderConfig, TracingConfig
+from switchyard.logs import current_trace_id
+from switchyard.v1 import chat_pb2 as pb
+
+log = logging.getLogger("switchyard.service")
+
+# gen_ai.provider.name values from the semantic conventions, by provider kind.
+_GENAI_PROVIDER = {
+    "azure": "azure.ai.openai",
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "vertex": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "perplexity": "perplexity",
+    "xai": "x_ai",
+}
+_PROPAGATOR = TraceContextTextMapPropagator()
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+
+
+def tracing_endpoint(config: TracingConfig, env: Mapping[str, str] = os.environ) -> str:
+    """The configured OTLP endpoint, or the standard variables'; "" means tracing is off."""
+    return (
+        config.otlp_endpoint
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    )
+
+
+def build_tracer_provider(
+    config: TracingConfig, env: Mapping[str, str] = os.environ
+) -> TracerProvider | None:
+    """A provider exporting over OTLP in batches, or None when no endpoint is configured."""
+    if not tracing_endpoint(config, env):
+        return None
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or ""
+    if config.otlp_endpoint or protocol not in ("grpc", "http/protobuf"):
+        protocol = config.protocol
+    exporter = _exporter(protocol, config.otlp_endpoint)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": config.service_name}),
+        sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _exporter(protocol: str, endpoint: str) -> SpanExporter:
+    # With no endpoint given, each exporter reads the OTEL_EXPORTER_OTLP_* variables itself.
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        if not endpoint:
+            return GrpcExporter()
+        return GrpcExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    if not endpoint:
+        return HttpExporter()
+    # The configured endpoint is the collector's base address, as OTEL_EXPORTER_OTLP_ENDPOINT is.
+    if not endpoint.rstrip("/").endswith("/v1/traces"):
+        endpoint = endpoint.rstrip("/") + "/v1/traces"
+    return HttpExporter(endpoint=endpoint)
+
+
+@dataclass(slots=True)
+class _Trace:
+    span: Span
+    context: Context
+    attempt: Span | None = None  # the attempt in progress (a stream's stays open to its end)
+    retries: dict[str, int] = field(default_factory=dict)  # attempts so far, by target label
+    finish_reasons: list[str] = field(default_factory=list)
+    completion: list[str] | None = None
+
+
+class TracingPlugin(Plugin):
+    name = "tracing"
+
+    def __init__(
+        self, provider: TracerProvider, config: TracingConfig, providers: Mapping[str, ProviderConfig]
+    ) -> None:
+        self._tracer: Tracer = provider.get_tracer("switchyard")
+        self._content = config.include_content
+        self._kinds = {name: p.kind for name, p in providers.items()}
+        self._keys = {
+            name: tuple(k.name or f"#{i}" for i, k in enumerate(p.keys)) for name, p in providers.items()
+        }
+
+    async def on_request(self, ctx: CallContext) -> pb.ChatCompletionResponse | None:
+        carrier = {name: value for name, value in ctx.metadata if name in _TRACE_HEADERS}
+        parent = _PROPAGATOR.extract(carrier) if carrier else None
+        request = ctx.request
+        model = ctx.model_requested
+        span = self._tracer.start_span(
+            f"chat {model}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=_request_attributes(request, model),
+        )
+        span.set_attribute("switchyard.request_id", ctx.request_id)
+        span.set_attribute("switchyard.stream", ctx.stream)
+        if self._content:
+            span.set_attribute("gen_ai.input.messages", _messages_json(request))
+        ctx.slots[self.slot] = _Trace(
+            span, set_span_in_context(span), completion=[] if self._content else None
+        )
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            current_trace_id.set(format(span_context.trace_id, "032x"))
+        return None
+
+    def start_attempt(self, ctx: CallContext, target: Target, key_index: int) -> None:
+        trace: _Trace = ctx.slots[self.slot]
+        retry = trace.retries.get(target.label, 0)
+        trace.retries[target.label] = retry + 1
+        keys = self._keys.get(target.provider, ())
+        attempt = self._tracer.start_span(
+            f"chat {target.model}",
+            context=trace.context,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": self._genai_provider(target.provider),
+                "gen_ai.request.model": target.model,
+                "switchyard.provider": target.provider,
+                "switchyard.key.name": keys[key_index] if key_index < len(keys) else f"#{key_index}",
+                "switchyard.retry": retry,
+            },
+        )
+        trace.attempt = attempt
+        headers: dict[str, str] = {}
+        _PROPAGATOR.inject(headers, context=set_span_in_context(attempt))
+        upstream_headers.set(headers)
+
+    def on_attempt(
+        self,
+        ctx: CallContext,
+        target: Target,
+        key_index: int,
+        error: GatewayError | None,
+        elapsed_s: float,
+    ) -> None:
+        trace: _Trace = ctx.slots[self.slot]
+        attempt = trace.attempt
+        upstream_headers.set(None)
+        if attempt is None:
+            return
+        if error is None:
+            attempt.set_attribute("http.response.status_code", 200)
+            if ctx.stream:
+                return  # it stays open until the stream ends (on_finish)
+        else:
+            if error.status:
+                attempt.set_attribute("http.response.status_code", error.status)
+            attempt.set_attribute("error.type", error.type)
+            attempt.set_attribute("switchyard.failure_class", error.failure.value)
+            attempt.set_status(Status(StatusCode.ERROR, error.type))
+        attempt.end()
+        trace.attempt = None
+
+    def on_response(self, ctx: CallContext, response: pb.ChatCompletionResponse) -> None:
+        trace: _Trace = ctx.slots[self.slot]
+        for choice in response.choices:
+            if choice.finish_reason:
+                trace.finish_reasons.append(choice.finish_reason)
+            if trace.completion is not None:
+                trace.completion.append(choice.message.text)
+        trace.span.set_attribute("gen_ai.response.id", response.id)
+        trace.span.set_attribute("gen_ai.response.model", response.model)
+
+    def on_chunk(self, ctx: CallContext, chunk: pb.ChatCompletionChunk) -> None:
+        trace: _Trace = ctx.slots[self.slot]
+        for choice in chunk.choices:
+            if choice.finish_reason:
+                trace.finish_reasons.append(choice.finish_reason)
+            if trace.completion is not None:
+                trace.completion.append(choice.delta.text)
+        if chunk.model and not trace.finish_reasons:
+            trace.span.set_attribute("gen_ai.response.model", chunk.model)
+            trace.span.set_attribute("gen_ai.response.id", chunk.id)
+
+    async def on_finish(self, ctx: CallContext) -> None:
+        trace: _Trace = ctx.slots[self.slot]
+        span = trace.span
+        target = ctx.target
+        if target is not None:
+            span.set_attribute("gen_ai.provider.name", self._genai_provider(target.provider))
+            span.set_attribute("switchyard.provider", target.provider)
+            span.set_attribute("switchyard.model_deployment", target.model)
+        usage = ctx.usage
+        if usage is not None:
+            span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+        if ctx.cost is not None:
+            span.set_attribute("switchyard.cost_usd", ctx.cost)
+        if trace.finish_reasons:
+            span.set_attribute("gen_ai.response.finish_reasons", trace.finish_reasons)
+        if trace.completion is not None:
+            span.set_attribute("gen_ai.output.messages", _completion_json(trace.completion))
+        governance: dict[str, Any] = {
+            "switchyard.governance.decision": "refused" if ctx.refused else "admitted"
+        }
+        if ctx.key_id:
+            span.set_attribute("switchyard.key_id", ctx.key_id)
+            governance["switchyard.key_id"] = ctx.key_id
+        if ctx.team_id:
+            span.set_attribute("switchyard.team_id", ctx.team_id)
+            governance["switchyard.team_id"] = ctx.team_id
+        if ctx.refused and ctx.error_type:
+            governance["error.type"] = ctx.error_type
+        span.add_event("switchyard.governance", governance)
+        span.set_attribute("http.response.status_code", ctx.status)
+        if ctx.status >= 400:
+            span.set_attribute("error.type", ctx.error_type or str(ctx.status))
+            span.set_status(Status(StatusCode.ERROR, ctx.error_type or ""))
+        attempt = trace.attempt
+        if attempt is not None:  # a stream's winning attempt: it ends with the stream
+            if ctx.status >= 400:
+                attempt.set_attribute("error.type", ctx.error_type or str(ctx.status))
+                attempt.set_status(Status(StatusCode.ERROR, ctx.error_type or ""))
+            attempt.end()
+        span.end()
+
+    def _genai_provider(self, provider: str) -> str:
+        kind = self._kinds.get(provider, provider)
+        return _GENAI_PROVIDER.get(kind, kind)
+
+
+def _request_attributes(request: pb.ChatCompletionRequest, model: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
+    if request.HasField("temperature"):
+        attributes["gen_ai.request.temperature"] = request.temperature
+    if request.HasField("top_p"):
+        attributes["gen_ai.request.top_p"] = request.top_p
+    if request.HasField("max_completion_tokens"):
+        attributes["gen_ai.request.max_tokens"] = request.max_completion_tokens
+    elif request.HasField("max_tokens"):
+        attributes["gen_ai.request.max_tokens"] = request.max_tokens
+    if request.HasField("frequency_penalty"):
+        attributes["gen_ai.request.frequency_penalty"] = request.frequency_penalty
+    if request.HasField("presence_penalty"):
+        attributes["gen_ai.request.presence_penalty"] = request.presence_penalty
+    if request.HasField("seed"):
+        attributes["gen_ai.request.seed"] = request.seed
+    if request.HasField("n") and request.n != 1:
+        attributes["gen_ai.request.choice.count"] = request.n
+    which = request.WhichOneof("stop")
+    if which == "stop_string":
+        attributes["gen_ai.request.stop_sequences"] = [request.stop_string]
+    elif which == "stop_list":
+        attributes["gen_ai.request.stop_sequences"] = list(request.stop_list.values)
+    return attributes
+
+
+def _messages_json(request: pb.ChatCompletionRequest) -> str:
+    return orjson.dumps(codec.request_to_dict(request).get("messages", [])).decode()
+
+
+def _completion_json(parts: list[str]) -> str:
+    return orjson.dumps([{"role": "assistant", "content": "".join(parts)}]).decode()
