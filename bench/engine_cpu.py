@@ -13,25 +13,38 @@ a hot-path change, count instructions instead, which is repeatable to the instru
     done   # (difference) / 1000 = instructions per unary call; likewise SY_BENCH_STREAMS
 
 Set ``SY_BENCH_LOGS=1`` to keep the request log on (SQLite in a temporary folder).
+
+``SY_BENCH_TELEMETRY`` picks the telemetry plugins, as ``service/server.py`` builds them:
+``none`` (the default), ``metrics``, ``access`` (the access log line, written to /dev/null),
+``tracing`` (every call sampled, exported over OTLP/HTTP to a receiver in this process, whose
+encoding and export run on the SDK's thread and count here), or ``all``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import multiprocessing
 import os
 import tempfile
+import threading
 import time
+from typing import TextIO
 
 import httpx
 import orjson
 
 from service.engine import ChatEngine
-from service.plugins import GovernancePlugin
+from service.plugins.tracing import build_tracer_provider
 from service.providers import ProviderContext, build_provider
-from service.server import start_governance
+from service.server import build_plugins, start_governance
+from switchyard import logs as log_setup
 from switchyard.config import parse_config
+from switchyard.metrics import ProcessMetrics
+from switchyard.open_streams import OpenStreams
 from switchyard.v1 import chat_pb2 as pb
+from tests.fakes.otlp import FakeOtlpReceiver
 
 
 def _chunk(delta: dict[str, object], finish: str | None = None) -> dict[str, object]:
@@ -69,15 +82,22 @@ def _upstream(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=_STREAM if b'"stream":true' in request.content else _UNARY)
 
 
-async def measure(calls: int, streams: int, warmup: int, logs: bool) -> tuple[float, float]:
+async def measure(
+    calls: int, streams: int, warmup: int, logs: bool, telemetry: str, otlp_url: str, log_sink: TextIO
+) -> tuple[float, float]:
     folder = tempfile.mkdtemp()
+    on = {telemetry} if telemetry != "all" else {"metrics", "access", "tracing"}
     config = parse_config(
         {
             "auth": {"required": False},
             "routing": {"default_provider": "azure"},
             "store": {"url": f"sqlite:///{folder}/bench.db"},
             "request_logs": {"enabled": logs},
-            "logging": {"level": "warning"},
+            "logging": {"level": "info", "access_log": "access" in on},
+            "telemetry": {
+                "metrics": {"enabled": "metrics" in on},
+                "tracing": {"otlp_endpoint": otlp_url if "tracing" in on else ""},
+            },
             "providers": {
                 "azure": {
                     "kind": "azure",
@@ -92,7 +112,14 @@ async def measure(calls: int, streams: int, warmup: int, logs: bool) -> tuple[fl
     governance = await start_governance(config)
     context = ProviderContext(config.timeouts, transport=httpx.MockTransport(_upstream))
     providers = {name: build_provider(p, context) for name, p in config.providers.items()}
-    engine = ChatEngine(config, providers, [GovernancePlugin(governance)])
+    log_setup.configure(config.logging)
+    logging.getLogger().handlers[0].setStream(log_sink)  # the access line's cost, not the terminal's
+    logging.getLogger("switchyard.service").setLevel(logging.WARNING)
+    tracer_provider = build_tracer_provider(config.telemetry.tracing, env={})
+    open_streams = OpenStreams()
+    metrics = ProcessMetrics(config.telemetry.metrics)
+    plugins = build_plugins(config, governance, metrics, open_streams, tracer_provider)
+    engine = ChatEngine(config, providers, plugins, streams=open_streams)
     messages = [pb.ChatMessage(role="system", text="be brief"), pb.ChatMessage(role="user", text="hi")]
     unary = pb.ChatCompletionRequest(deployment_id="dep", messages=messages, temperature=0.5)
     stream = pb.ChatCompletionRequest(deployment_id="dep", messages=messages, temperature=0.5, stream=True)
@@ -113,17 +140,43 @@ async def measure(calls: int, streams: int, warmup: int, logs: bool) -> tuple[fl
             async for _ in engine.create_stream(stream):
                 pass
         ended = time.process_time()
+        if tracer_provider is not None:
+            tracer_provider.force_flush()  # the export of the last batch counts too
+            ended = time.process_time()
     finally:
         await governance.aclose()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()
     return 1e6 * (middle - started) / max(calls, 1), 1e6 * (ended - middle) / max(streams, 1)
+
+
+def _receive(urls: multiprocessing.Queue[str]) -> None:
+    with FakeOtlpReceiver() as receiver:
+        urls.put(receiver.url)
+        threading.Event().wait()
 
 
 def main() -> None:
     calls = int(os.environ.get("SY_BENCH_N", "10000"))
     streams = int(os.environ.get("SY_BENCH_STREAMS", "3000"))
     warmup = int(os.environ.get("SY_BENCH_WARMUP", "100"))
-    unary_us, stream_us = asyncio.run(measure(calls, streams, warmup, os.environ.get("SY_BENCH_LOGS") == "1"))
-    print(f"engine CPU: {unary_us:.1f} us per unary call, {stream_us:.1f} us per 7-chunk stream")
+    logs = os.environ.get("SY_BENCH_LOGS") == "1"
+    telemetry = os.environ.get("SY_BENCH_TELEMETRY", "none")
+    # The receiver decodes in a process of its own: its CPU is not Switchyard's.
+    urls: multiprocessing.Queue[str] = multiprocessing.Queue()
+    receiver = multiprocessing.Process(target=_receive, args=(urls,), daemon=True)
+    receiver.start()
+    try:
+        with open(os.devnull, "w") as sink:
+            unary_us, stream_us = asyncio.run(
+                measure(calls, streams, warmup, logs, telemetry, urls.get(timeout=30), sink)
+            )
+    finally:
+        receiver.terminate()
+    print(
+        f"engine CPU (telemetry: {telemetry}): {unary_us:.1f} us per unary call, "
+        f"{stream_us:.1f} us per 7-chunk stream"
+    )
 
 
 if __name__ == "__main__":

@@ -97,6 +97,27 @@ async def start_governance(config: Config) -> Governance:
     return governance
 
 
+def build_plugins(
+    config: Config,
+    governance: Governance,
+    metrics: ProcessMetrics,
+    streams: OpenStreams,
+    tracer_provider: TracerProvider | None,
+) -> list[Plugin]:
+    """The pipeline's plugins, in order. Telemetry first: its post hooks then run for every
+    call, refused ones included; a telemetry plugin that is off is not in the list at all."""
+    telemetry = config.telemetry
+    plugins: list[Plugin] = []
+    if tracer_provider is not None:
+        plugins.append(TracingPlugin(tracer_provider, telemetry.tracing, config.providers))
+    if telemetry.metrics.enabled:
+        plugins.append(MetricsPlugin(metrics, streams, governance.logs))
+    if config.logging.access_log:
+        plugins.append(AccessLogPlugin())
+    plugins.append(GovernancePlugin(governance))
+    return plugins
+
+
 async def start_service(
     config: Config,
     address: str | None = None,
@@ -143,14 +164,7 @@ async def start_service(
         context = ProviderContext(config.timeouts, stats, keep_raw=config.logging.raw_request)
         providers = {name: build_provider(p, context) for name, p in config.providers.items()}
         streams = OpenStreams()
-        # Telemetry first: its post hooks run for every call, refused ones included.
-        plugins: list[Plugin] = []
-        if tracer_provider is not None:
-            plugins.append(TracingPlugin(tracer_provider, telemetry.tracing, config.providers))
-        if telemetry.metrics.enabled:
-            plugins.append(MetricsPlugin(metrics, streams, governance.logs))
-        plugins.append(AccessLogPlugin())
-        plugins.append(GovernancePlugin(governance))
+        plugins = build_plugins(config, governance, metrics, streams, tracer_provider)
         engine = ChatEngine(config, providers, plugins, stats=stats, streams=streams)
         servicer = ChatCompletionsServicer(engine)
         admin = AdminServicer(governance, engine.stats)

@@ -6,9 +6,10 @@ OpenTelemetry GenAI semantic conventions where one exists (``gen_ai_server_reque
 ``gen_ai_client_operation_duration``), with the unit in the name, and ``switchyard_*`` elsewhere.
 
 Cost per call is what matters here (the gate is 20 µs of CPU): everything is recorded in
-``on_finish`` and ``on_attempt``, never per chunk; each label combination's children are
-looked up once and kept (``labels()`` validates and locks on every call); queue depths and
-counts the service already keeps are read at scrape time, not copied per request.
+``on_finish`` and ``on_attempt``, never per chunk, into lock-free series
+(``switchyard.metrics.CounterVec``/``HistogramVec``) whose children are looked up once per
+label combination and kept; queue depths and counts the service already keeps are read at
+scrape time, not copied per request.
 
 Cardinality is bounded by design: no request ids or caller strings as labels; model, error
 type, key and team values pass through a :class:`~switchyard.metrics.LabelCap`; key and team
@@ -20,9 +21,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -31,7 +31,15 @@ from service.pipeline import REQUEST_TYPE, STREAM_REQUEST_TYPE, CallContext, Plu
 from service.providers import Prepared
 from service.request_log import RequestLogWriter
 from service.routing import Target
-from switchyard.metrics import LabelCap, OpenStreamsGauge, ProcessMetrics
+from switchyard.metrics import (
+    CounterChild,
+    CounterVec,
+    HistogramChild,
+    HistogramVec,
+    LabelCap,
+    OpenStreamsGauge,
+    ProcessMetrics,
+)
 from switchyard.open_streams import OpenStreams
 from switchyard.v1 import chat_pb2 as pb
 
@@ -59,11 +67,11 @@ class _Call:
 class _Answered:
     """Children for one (provider, model[, key, team]): tokens by type, and cost."""
 
-    input: Any
-    output: Any
-    cached: Any
-    reasoning: Any
-    cost: Any
+    input: HistogramChild
+    output: HistogramChild
+    cached: HistogramChild
+    reasoning: HistogramChild
+    cost: CounterChild
 
 
 class MetricsPlugin(Plugin):
@@ -84,27 +92,27 @@ class MetricsPlugin(Plugin):
         self._key = LabelCap(config.max_keys)
         self._team = LabelCap(config.max_keys)
 
-        self._requests = Counter(
+        self._requests = CounterVec(
             "switchyard_requests",
             "Chat requests by route, provider, served model, status class and error type.",
             ("route", "provider", "model", "status_class", "error_type", *who),
             registry=registry,
         )
-        self._duration = Histogram(
+        self._duration = HistogramVec(
             "gen_ai_server_request_duration_seconds",
             "Time from a request's arrival at the service to its last byte (GenAI semconv).",
             ("route", "provider", "model", "status_class"),
             buckets=LLM_SECONDS,
             registry=registry,
         )
-        self._ttft = Histogram(
+        self._ttft = HistogramVec(
             "gen_ai_server_time_to_first_token_seconds",
             "Streams: time from the request's arrival to its first content chunk (GenAI semconv).",
             ("provider", "model"),
             buckets=LLM_SECONDS,
             registry=registry,
         )
-        added = Histogram(
+        added = HistogramVec(
             "switchyard_added_latency_seconds",
             "Switchyard's own time in a call: its time to answer (to the first chunk, for a "
             "stream) minus the upstream's; calls answered by their first attempt.",
@@ -112,8 +120,8 @@ class MetricsPlugin(Plugin):
             buckets=OVERHEAD_SECONDS,
             registry=registry,
         )
-        self._added = {route: added.labels(route) for route in ROUTES}
-        self._tokens = Histogram(
+        self._added = {route: added.child(route) for route in ROUTES}
+        self._tokens = HistogramVec(
             "gen_ai_client_token_usage",
             "Tokens per call by type: input, output, cached_input, reasoning (GenAI semconv; "
             "_sum is the total).",
@@ -121,44 +129,44 @@ class MetricsPlugin(Plugin):
             buckets=TOKENS,
             registry=registry,
         )
-        self._cost = Counter(
+        self._cost = CounterVec(
             "switchyard_cost_usd",
             "Spend in USD from the price table (null-cost calls are in switchyard_unpriced_calls).",
             ("provider", "model", *who),
             registry=registry,
         )
-        self._attempts = Counter(
+        self._attempts = CounterVec(
             "switchyard_upstream_attempts",
             "Upstream attempts by outcome: success, or the failure class.",
             ("provider", "model", "outcome"),
             registry=registry,
         )
-        self._attempt_duration = Histogram(
+        self._attempt_duration = HistogramVec(
             "gen_ai_client_operation_duration_seconds",
             "Each upstream attempt's duration (for a stream: to its first content; GenAI semconv).",
             ("provider", "model", "outcome"),
             buckets=LLM_SECONDS,
             registry=registry,
         )
-        self._retries = Counter(
+        self._retries = CounterVec(
             "switchyard_retries",
             "Another attempt on the same target (the next key, or after a backoff), by reason.",
             ("provider", "reason"),
             registry=registry,
         )
-        self._fallbacks = Counter(
+        self._fallbacks = CounterVec(
             "switchyard_fallbacks",
             "Moves from a failed target to the next one in the route plan, by reason.",
             ("provider", "reason"),
             registry=registry,
         )
-        self._refusals = Counter(
+        self._refusals = CounterVec(
             "switchyard_refusals",
             "Governance refusals by HTTP status (401, 402, 403, 429) and error type.",
             ("status", "type"),
             registry=registry,
         )
-        self._unpriced = Counter(
+        self._unpriced = CounterVec(
             "switchyard_unpriced_calls",
             "Calls whose model has no price (their cost is null).",
             ("model",),
@@ -175,10 +183,10 @@ class MetricsPlugin(Plugin):
             in_flight.labels(route).set_function(_reader(self._in_flight, route))
         registry.register(OpenStreamsGauge(streams))
         registry.register(_RequestLogGauges(request_log))
-        self._series: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        # Children by label values, looked up with one dict access per call.
+        self._series: dict[tuple[str, ...], tuple[CounterChild, HistogramChild]] = {}
         self._answered: dict[tuple[str, ...], _Answered] = {}
-        self._attempt_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-        self._ttft_series: dict[tuple[str, str], Any] = {}
+        self._attempt_series: dict[tuple[str, str, str], tuple[CounterChild, HistogramChild]] = {}
 
     # -- hooks
 
@@ -190,13 +198,13 @@ class MetricsPlugin(Plugin):
     async def before_target(self, ctx: CallContext, target: Target, prepared: Prepared) -> None:
         call: _Call = ctx.slots[self.slot]
         if call.last_failure is not None and call.last_target is not None:
-            self._fallbacks.labels(call.last_target.provider, call.last_failure.value).inc()
+            self._fallbacks.child(call.last_target.provider, call.last_failure.value).inc()
             call.last_failure = None
 
     def start_attempt(self, ctx: CallContext, target: Target, key_index: int) -> None:
         call: _Call = ctx.slots[self.slot]
         if call.last_failure is not None and call.last_target is target:
-            self._retries.labels(target.provider, call.last_failure.value).inc()
+            self._retries.child(target.provider, call.last_failure.value).inc()
             call.last_failure = None
 
     def on_attempt(
@@ -219,8 +227,8 @@ class MetricsPlugin(Plugin):
         series = self._attempt_series.get(key)
         if series is None:
             series = self._attempt_series[key] = (
-                self._attempts.labels(*key),
-                self._attempt_duration.labels(*key),
+                self._attempts.child(*key),
+                self._attempt_duration.child(*key),
             )
         series[0].inc()
         series[1].observe(elapsed_s)
@@ -241,21 +249,18 @@ class MetricsPlugin(Plugin):
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = (
-                self._requests.labels(*key),
-                self._duration.labels(route, provider, model, status_class),
+                self._requests.child(*key),
+                self._duration.child(route, provider, model, status_class),
             )
         series[0].inc()
         series[1].observe(now - ctx.started)
         if ctx.refused:
-            self._refusals.labels(str(ctx.status), self._error(ctx.error_type or "")).inc()
+            self._refusals.child(str(ctx.status), self._error(ctx.error_type or "")).inc()
         if ctx.target is None:
             return
         answered_at = ctx.first_chunk_at if ctx.stream else now
         if ctx.stream and answered_at is not None:
-            ttft = self._ttft_series.get((provider, model))
-            if ttft is None:
-                ttft = self._ttft_series[(provider, model)] = self._ttft.labels(provider, model)
-            ttft.observe(answered_at - ctx.started)
+            self._ttft.child(provider, model).observe(answered_at - ctx.started)
         if call.attempts == 1 and answered_at is not None:
             self._added[route].observe(max(0.0, answered_at - ctx.started - call.upstream_s))
         usage = ctx.usage
@@ -266,13 +271,13 @@ class MetricsPlugin(Plugin):
         answered = self._answered.get(key)
         if answered is None:
             provider, _, *who = key
-            tokens = self._tokens.labels
+            tokens = self._tokens.child
             answered = self._answered[key] = _Answered(
                 tokens(provider, model, "input", *who),
                 tokens(provider, model, "output", *who),
                 tokens(provider, model, "cached_input", *who),
                 tokens(provider, model, "reasoning", *who),
-                self._cost.labels(*key),
+                self._cost.child(*key),
             )
         answered.input.observe(usage.prompt_tokens)
         answered.output.observe(usage.completion_tokens)
@@ -288,7 +293,7 @@ class MetricsPlugin(Plugin):
         if cost is not None:
             answered.cost.inc(cost)
         else:
-            self._unpriced.labels(model).inc()
+            self._unpriced.child(model).inc()
 
 
 def _reader(counts: dict[str, int], route: str) -> Callable[[], float]:

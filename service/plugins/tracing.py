@@ -6,7 +6,8 @@ one child per upstream attempt (kind CLIENT): the provider, the key's *name*, th
 number, the status. The attempt's own trace context is sent upstream as ``traceparent``
 (``service.providers.upstream_headers``), so a provider that traces joins the same trace.
 
-Governance is recorded as attributes and a span event; prompts and completions only with
+Governance is recorded as attributes (the key and team admitted) and a refusal as a span
+event (``switchyard.governance.refused``); prompts and completions only with
 ``telemetry.tracing.include_content``. Nothing here reads a credential: the metadata is
 read for ``traceparent``/``tracestate`` only.
 
@@ -109,13 +110,19 @@ def _exporter(protocol: str, endpoint: str) -> SpanExporter:
 class _Trace:
     span: Span
     context: Context
+    tracestate: str = ""  # the caller's, passed on upstream with each attempt's traceparent
     attempt: Span | None = None  # the attempt in progress (a stream's stays open to its end)
     retries: dict[str, int] = field(default_factory=dict)  # attempts so far, by target label
     finish_reasons: list[str] = field(default_factory=list)
+    response: tuple[str, str] | None = None  # (id, model) of the answer
     completion: list[str] | None = None
 
 
 class TracingPlugin(Plugin):
+    """Spans cost CPU in the SDK per span and per attribute (start, end, and the OTLP
+    encoding on the export thread, about 3 µs an attribute), so attributes are given in one
+    call where possible and only those the conventions ask for, or an operator needs, are set."""
+
     name = "tracing"
 
     def __init__(
@@ -123,28 +130,32 @@ class TracingPlugin(Plugin):
     ) -> None:
         self._tracer: Tracer = provider.get_tracer("switchyard")
         self._content = config.include_content
-        self._kinds = {name: p.kind for name, p in providers.items()}
+        kinds = {name: p.kind for name, p in providers.items()}
+        self._genai_provider = {name: _GENAI_PROVIDER.get(kind, kind) for name, kind in kinds.items()}
         self._keys = {
             name: tuple(k.name or f"#{i}" for i, k in enumerate(p.keys)) for name, p in providers.items()
         }
 
     async def on_request(self, ctx: CallContext) -> pb.ChatCompletionResponse | None:
-        carrier = {name: value for name, value in ctx.metadata if name in _TRACE_HEADERS}
-        parent = _PROPAGATOR.extract(carrier) if carrier else None
+        parent: Context | None = None
+        tracestate = ""
+        for name, _ in ctx.metadata:
+            if name == "traceparent" or name == "tracestate":
+                carrier = {n: str(v) for n, v in ctx.metadata if n in _TRACE_HEADERS}
+                parent = _PROPAGATOR.extract(carrier)
+                tracestate = carrier.get("tracestate", "")
+                break
         request = ctx.request
         model = ctx.model_requested
-        span = self._tracer.start_span(
-            f"chat {model}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=_request_attributes(request, model),
-        )
-        span.set_attribute("switchyard.request_id", ctx.request_id)
-        span.set_attribute("switchyard.stream", ctx.stream)
+        attributes = _request_attributes(request, model)
+        attributes["switchyard.request_id"] = ctx.request_id
         if self._content:
-            span.set_attribute("gen_ai.input.messages", _messages_json(request))
+            attributes["gen_ai.input.messages"] = _messages_json(request)
+        span = self._tracer.start_span(
+            f"chat {model}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
         ctx.slots[self.slot] = _Trace(
-            span, set_span_in_context(span), completion=[] if self._content else None
+            span, set_span_in_context(span), tracestate, completion=[] if self._content else None
         )
         span_context = span.get_span_context()
         if span_context.is_valid:
@@ -156,23 +167,25 @@ class TracingPlugin(Plugin):
         retry = trace.retries.get(target.label, 0)
         trace.retries[target.label] = retry + 1
         keys = self._keys.get(target.provider, ())
-        attempt = self._tracer.start_span(
+        attempt = trace.attempt = self._tracer.start_span(
             f"chat {target.model}",
             context=trace.context,
             kind=SpanKind.CLIENT,
             attributes={
                 "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": self._genai_provider(target.provider),
+                "gen_ai.provider.name": self._genai_provider.get(target.provider, target.provider),
                 "gen_ai.request.model": target.model,
-                "switchyard.provider": target.provider,
                 "switchyard.key.name": keys[key_index] if key_index < len(keys) else f"#{key_index}",
                 "switchyard.retry": retry,
             },
         )
-        trace.attempt = attempt
-        headers: dict[str, str] = {}
-        _PROPAGATOR.inject(headers, context=set_span_in_context(attempt))
-        upstream_headers.set(headers)
+        # W3C traceparent, formatted directly: the propagator's inject builds a context first.
+        sc = attempt.get_span_context()
+        if sc.is_valid:
+            headers = {"traceparent": f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"}
+            if trace.tracestate:
+                headers["tracestate"] = trace.tracestate
+            upstream_headers.set(headers)
 
     def on_attempt(
         self,
@@ -192,10 +205,13 @@ class TracingPlugin(Plugin):
             if ctx.stream:
                 return  # it stays open until the stream ends (on_finish)
         else:
-            if error.status:
-                attempt.set_attribute("http.response.status_code", error.status)
-            attempt.set_attribute("error.type", error.type)
-            attempt.set_attribute("switchyard.failure_class", error.failure.value)
+            attempt.set_attributes(
+                {
+                    "http.response.status_code": error.status,
+                    "error.type": error.type,
+                    "switchyard.failure_class": error.failure.value,
+                }
+            )
             attempt.set_status(Status(StatusCode.ERROR, error.type))
         attempt.end()
         trace.attempt = None
@@ -207,65 +223,62 @@ class TracingPlugin(Plugin):
                 trace.finish_reasons.append(choice.finish_reason)
             if trace.completion is not None:
                 trace.completion.append(choice.message.text)
-        trace.span.set_attribute("gen_ai.response.id", response.id)
-        trace.span.set_attribute("gen_ai.response.model", response.model)
+        trace.response = (response.id, response.model)
 
     def on_chunk(self, ctx: CallContext, chunk: pb.ChatCompletionChunk) -> None:
         trace: _Trace = ctx.slots[self.slot]
+        if trace.response is None and chunk.model:
+            trace.response = (chunk.id, chunk.model)
         for choice in chunk.choices:
             if choice.finish_reason:
                 trace.finish_reasons.append(choice.finish_reason)
             if trace.completion is not None:
                 trace.completion.append(choice.delta.text)
-        if chunk.model and not trace.finish_reasons:
-            trace.span.set_attribute("gen_ai.response.model", chunk.model)
-            trace.span.set_attribute("gen_ai.response.id", chunk.id)
 
     async def on_finish(self, ctx: CallContext) -> None:
         trace: _Trace = ctx.slots[self.slot]
         span = trace.span
+        attributes: dict[str, Any] = {}
         target = ctx.target
         if target is not None:
-            span.set_attribute("gen_ai.provider.name", self._genai_provider(target.provider))
-            span.set_attribute("switchyard.provider", target.provider)
-            span.set_attribute("switchyard.model_deployment", target.model)
+            attributes["gen_ai.provider.name"] = self._genai_provider.get(target.provider, target.provider)
+            attributes["switchyard.provider"] = target.provider
+        if trace.response is not None:
+            attributes["gen_ai.response.id"], attributes["gen_ai.response.model"] = trace.response
         usage = ctx.usage
         if usage is not None:
-            span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+            attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+            attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
         if ctx.cost is not None:
-            span.set_attribute("switchyard.cost_usd", ctx.cost)
+            attributes["switchyard.cost_usd"] = ctx.cost
         if trace.finish_reasons:
-            span.set_attribute("gen_ai.response.finish_reasons", trace.finish_reasons)
+            attributes["gen_ai.response.finish_reasons"] = trace.finish_reasons
         if trace.completion is not None:
-            span.set_attribute("gen_ai.output.messages", _completion_json(trace.completion))
-        governance: dict[str, Any] = {
-            "switchyard.governance.decision": "refused" if ctx.refused else "admitted"
-        }
+            attributes["gen_ai.output.messages"] = _completion_json(trace.completion)
+        # Governance: who was admitted, as attributes; a refusal, as an event.
         if ctx.key_id:
-            span.set_attribute("switchyard.key_id", ctx.key_id)
-            governance["switchyard.key_id"] = ctx.key_id
+            attributes["switchyard.key_id"] = ctx.key_id
         if ctx.team_id:
-            span.set_attribute("switchyard.team_id", ctx.team_id)
-            governance["switchyard.team_id"] = ctx.team_id
-        if ctx.refused and ctx.error_type:
-            governance["error.type"] = ctx.error_type
-        span.add_event("switchyard.governance", governance)
-        span.set_attribute("http.response.status_code", ctx.status)
-        if ctx.status >= 400:
-            span.set_attribute("error.type", ctx.error_type or str(ctx.status))
-            span.set_status(Status(StatusCode.ERROR, ctx.error_type or ""))
+            attributes["switchyard.team_id"] = ctx.team_id
+        failed = ctx.status >= 400
+        if failed:
+            error_type = ctx.error_type or str(ctx.status)
+            attributes["error.type"] = error_type
+            attributes["http.response.status_code"] = ctx.status
+            if ctx.refused:
+                span.add_event(
+                    "switchyard.governance.refused",
+                    {"http.response.status_code": ctx.status, "error.type": error_type},
+                )
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        span.set_attributes(attributes)
         attempt = trace.attempt
         if attempt is not None:  # a stream's winning attempt: it ends with the stream
-            if ctx.status >= 400:
+            if failed:
                 attempt.set_attribute("error.type", ctx.error_type or str(ctx.status))
                 attempt.set_status(Status(StatusCode.ERROR, ctx.error_type or ""))
             attempt.end()
         span.end()
-
-    def _genai_provider(self, provider: str) -> str:
-        kind = self._kinds.get(provider, provider)
-        return _GENAI_PROVIDER.get(kind, kind)
 
 
 def _request_attributes(request: pb.ChatCompletionRequest, model: str) -> dict[str, Any]:

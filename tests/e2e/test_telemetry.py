@@ -268,9 +268,9 @@ def test_a_traced_call_joins_the_callers_trace_and_reaches_the_upstream(
     assert attributes["gen_ai.usage.output_tokens"] == 5
     assert attributes["gen_ai.response.finish_reasons"] == ["stop"]
     assert attributes["switchyard.key_id"] == SEEDED_KEY_ID
+    assert attributes["switchyard.team_id"] == "seed-team"
     assert "gen_ai.input.messages" not in attributes  # include_content is off
-    (event,) = [e for e in chat.events if e[0] == "switchyard.governance"]
-    assert event[1]["switchyard.governance.decision"] == "admitted"
+    assert chat.events == []  # governance admitted: attributes, no refusal event
 
     assert [a.attributes["switchyard.retry"] for a in attempts] == [0, 1]
     for attempt in attempts:
@@ -302,8 +302,11 @@ def test_a_refused_call_is_traced_with_the_refusal(
     (chat,) = _spans_of(otlp, trace_id, 1)
     assert chat.attributes["error.type"] == refused.json()["type"]
     assert chat.status_code == 2
-    (event,) = [e for e in chat.events if e[0] == "switchyard.governance"]
-    assert event[1]["switchyard.governance.decision"] == "refused"
+    (event,) = chat.events
+    assert event == (
+        "switchyard.governance.refused",
+        {"http.response.status_code": 401, "error.type": refused.json()["type"]},
+    )
     assert upstream.requests == []
 
 
