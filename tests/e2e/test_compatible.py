@@ -8,6 +8,7 @@ Every call checks both ends: what the caller parsed, and what arrived at the fak
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -137,7 +138,7 @@ def test_a_deepseek_tool_turn_sends_its_reasoning_back(
         }
     ]
     upstream.script(
-        Reply.tool_call("get_weather", {}),
+        replace(Reply.tool_call("get_weather", {}), reasoning="I need the weather"),
         Reply.ok("Sunny."),
         match="ds-tools",
     )
@@ -145,8 +146,7 @@ def test_a_deepseek_tool_turn_sends_its_reasoning_back(
         model="deepseek/ds-tools", messages=[{"role": "user", "content": "Weather?"}], tools=tools
     )
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
-    assistant = first.choices[0].message.model_dump(exclude_none=True)
-    assistant["reasoning"] = "I need the weather"  # as a reasoning model's answer would carry it
+    assistant = first.choices[0].message.model_dump(exclude_none=True)  # its `reasoning` included
     second = sdk.chat.completions.create(
         model="deepseek/ds-tools",
         messages=[
