@@ -181,7 +181,13 @@ class ChatEngine:
             for plugin in hooks:
                 plugin.on_chunk(ctx, chunk)
             if has_usage and not want_usage and not chunk.choices:
-                return False  # asked of the upstream for accounting; the caller did not ask
+                if not _carries_results(chunk):
+                    return False  # asked of the upstream for accounting; the caller did not ask
+                # Search results on the usage chunk (Perplexity) are still the caller's: only
+                # the usage goes, and the accounting keeps its own copy.
+                ctx.usage = pb.Usage()
+                ctx.usage.CopyFrom(chunk.usage)
+                chunk.ClearField("usage")
             if target is not None:
                 extra = chunk.extra_fields
                 fill_extra(extra, ctx, target, with_attempts=index == 0)
@@ -337,6 +343,10 @@ def _has_content(chunk: pb.ChatCompletionChunk) -> bool:
         if delta.HasField("parts") or delta.HasField("audio") or "function_call" in delta.extra_json:
             return True
     return chunk.HasField("usage") and not chunk.choices
+
+
+def _carries_results(chunk: pb.ChatCompletionChunk) -> bool:
+    return bool(chunk.search_results or chunk.citations or chunk.videos)
 
 
 def _as_chunks(response: pb.ChatCompletionResponse) -> list[pb.ChatCompletionChunk]:

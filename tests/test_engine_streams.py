@@ -119,6 +119,21 @@ async def test_a_stream_whose_final_chunk_and_usage_arrived_is_complete_without_
     assert (entry.status, entry.total_tokens) == (200, 5)
 
 
+async def test_search_results_on_the_usage_chunk_reach_a_caller_who_did_not_ask_for_usage(
+    sy: Engine,
+) -> None:
+    results = orjson.loads(chunk(usage=True)) | {"citations": ["https://a.example"]}
+    sy.upstream.handlers = [sse(*WHOLE[:3], orjson.dumps(results), DONE)]
+    chunks = await sy.stream(request())
+    assert list(chunks[-1].citations) == ["https://a.example"]
+    assert not any(c.HasField("usage") for c in chunks)  # not asked for: it stays out
+    (entry,) = sy.logged
+    assert entry.total_tokens == 5  # still accounted
+    sy.upstream.handlers = [sse(*WHOLE, DONE)]
+    plain = await sy.stream(request())
+    assert plain[-1].choices and not plain[-1].HasField("usage")  # no results: the chunk goes
+
+
 async def test_a_stream_cut_before_its_usage_is_still_broken(sy: Engine) -> None:
     sy.upstream.handlers = [sse(chunk("Hel"), chunk("lo"), chunk(finish="stop"))]
     with pytest.raises(ChatError) as caught:

@@ -1,5 +1,7 @@
 """The contract every provider keeps, whatever its wire format: the same scenarios against azure,
-openai and anthropic, each talking to a real HTTP fake of its upstream.
+openai, anthropic and the OpenAI-compatible family (a config-only provider, and presets with
+quirks: deepseek's renames and reasoning field, perplexity's usage without stream_options), each
+talking to a real HTTP fake of its upstream.
 
 A scenario says what the upstream does ("answers 'hello'", "rate-limits with Retry-After 7",
 "breaks the stream after two events"); each provider's ``Wire`` says how its fake does that. The
@@ -8,8 +10,8 @@ assertions are on canonical messages and failure classes only, so they are the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -43,21 +45,22 @@ class Wire(Protocol):
 class OpenAIWire:
     STATUS = {"bad_request": 400, "auth": 401, "rate_limit": 429, "overloaded": 503}
 
-    def __init__(self, fake: oai.FakeUpstream) -> None:
+    def __init__(self, fake: oai.FakeUpstream, quirks: Mapping[str, Any] | None = None) -> None:
         self.fake = fake
+        self.quirks = dict(quirks or {})  # how this upstream differs (Reply fields)
 
     def text(self, text: str) -> None:
-        self.fake.script(oai.Reply.ok(text))
+        self.fake.script(replace(oai.Reply.ok(text), **self.quirks))
 
     def tool_call(self, name: str, arguments: dict[str, Any]) -> None:
-        self.fake.script(oai.Reply.tool_call(name, arguments))
+        self.fake.script(replace(oai.Reply.tool_call(name, arguments), **self.quirks))
 
     def error(self, kind: str) -> None:
         headers = {"retry-after": "7"} if kind == "rate_limit" else None
         self.fake.script(oai.Reply.status(self.STATUS[kind], headers=headers))
 
     def broken_stream(self) -> None:
-        self.fake.script(oai.Reply.stream(["one ", "two ", "three"], break_after=2))
+        self.fake.script(replace(oai.Reply.stream(["one ", "two ", "three"], break_after=2), **self.quirks))
 
 
 class AnthropicWire:
@@ -115,21 +118,27 @@ def anthropic_fake() -> Iterator[ant.FakeAnthropic]:
         yield fake
 
 
-@pytest.fixture(params=["azure", "openai", "anthropic"])
+# The OpenAI-compatible family: its options, and how its fake differs from OpenAI's.
+COMPATIBLE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "openai_compatible": ({"auth_header": "X-Api-Key", "auth_format": "{key}"}, {}),
+    "deepseek": ({}, {"reasoning": "thinking first"}),  # answers carry reasoning_content
+    "perplexity": ({}, {"usage_always": True}),  # sent no stream_options, reports usage anyway
+}
+KINDS = ["azure", "openai", "anthropic", *COMPATIBLE]
+
+
+@pytest.fixture(params=KINDS)
 async def case(
     request: pytest.FixtureRequest, openai_fake: oai.FakeUpstream, anthropic_fake: ant.FakeAnthropic
 ) -> Any:
     kind = request.param
     openai_fake.reset()
     anthropic_fake.reset()
-    base_url = {
-        "azure": openai_fake.url,
-        "openai": openai_fake.url + "/v1",
-        "anthropic": anthropic_fake.url,
-    }[kind]
-    config = ProviderConfig(name=kind, kind=kind, base_url=base_url, keys=(KEY,))
+    base_url = {"azure": openai_fake.url, "anthropic": anthropic_fake.url}.get(kind, openai_fake.url + "/v1")
+    options, quirks = COMPATIBLE.get(kind, ({}, {}))
+    config = ProviderConfig(name=kind, kind=kind, base_url=base_url, keys=(KEY,), options=options)
     provider = build_provider(config, ProviderContext())
-    wire: Wire = AnthropicWire(anthropic_fake) if kind == "anthropic" else OpenAIWire(openai_fake)
+    wire: Wire = AnthropicWire(anthropic_fake) if kind == "anthropic" else OpenAIWire(openai_fake, quirks)
     yield Case(provider, wire, "model-x")
     await provider.aclose()
 
@@ -229,7 +238,7 @@ async def test_a_stream_broken_midway_is_a_transient_failure(case: Case) -> None
 
 
 async def test_an_unreachable_upstream_is_transient() -> None:
-    for kind in ("azure", "openai", "anthropic"):
+    for kind in KINDS:
         config = ProviderConfig(name=kind, kind=kind, base_url="http://127.0.0.1:9", keys=(KEY,))
         provider = build_provider(config, ProviderContext())
         prepared = provider.prepare(

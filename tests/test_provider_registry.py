@@ -33,6 +33,19 @@ def _providers(section: dict[str, Any]) -> Any:
             {"kind": "openai", "keys": [{"value": "k", "session_token": "t"}]},
             "providers.p.keys[0].session_token",
         ),
+        # Lists and mappings in options: the index or key of the bad item is named.
+        ({"kind": "openai_compatible", "base_url": "http://x", "rejects": "n"}, "providers.p.rejects"),
+        (
+            {"kind": "openai_compatible", "base_url": "http://x", "rejects": ["n", {}]},
+            "providers.p.rejects[1]",
+        ),
+        ({"kind": "openai_compatible", "base_url": "http://x", "renames": ["seed"]}, "providers.p.renames"),
+        (
+            {"kind": "openai_compatible", "base_url": "http://x", "renames": {1: "seed"}},
+            "providers.p.renames",
+        ),
+        ({"kind": "deepseek", "renames": {"seed": ["x"]}}, "providers.p.renames.seed"),
+        ({"kind": "openai_compatible"}, "providers.p.base_url"),
     ],
 )
 def test_a_bad_provider_section_names_the_key(section: dict[str, Any], path: str) -> None:
@@ -63,3 +76,30 @@ def test_a_keys_further_secrets_are_resolved_and_redacted() -> None:
     (key,) = config.providers["p"].keys
     assert key.secrets["extra"].value == "s3cret-value"
     assert "s3cret-value" not in repr(key) and "s3cret-value" not in str(config.redacted())
+
+
+def test_list_and_mapping_options_are_typed_and_read_only() -> None:
+    provider = build_provider(
+        _providers(
+            {
+                "kind": "openai_compatible",
+                "base_url": "http://x",
+                "rejects": ["n!=1", "user"],
+                "renames": {"seed": "random_seed"},
+            }
+        )["p"],
+        ProviderContext(),
+    )
+    options = provider.options  # type: ignore[attr-defined]
+    assert options.rejects == ("n!=1", "user")
+    assert dict(options.renames) == {"seed": "random_seed"}
+    with pytest.raises(TypeError):
+        options.renames["seed"] = "other"
+
+
+def test_a_preset_is_the_start_and_each_setting_given_replaces_its_own() -> None:
+    deepseek = build_provider(_providers({"kind": "deepseek", "rejects": ["user"]})["p"], ProviderContext())
+    options = deepseek.options  # type: ignore[attr-defined]
+    assert options.rejects == ("user",)
+    assert options.reasoning_field == "reasoning_content"  # not given: the preset's
+    assert deepseek.config.base_url == "https://api.deepseek.com"

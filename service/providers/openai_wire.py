@@ -27,6 +27,11 @@ class OpenAIWire(HttpProvider):
     body_names_model = True
 
     def prepare(self, request: pb.ChatCompletionRequest, target: Target, *, stream: bool) -> Prepared:
+        body = self.body(request, target, stream=stream)
+        return Prepared(target, orjson.dumps(body), stream, request.api_version or None)
+
+    def body(self, request: pb.ChatCompletionRequest, target: Target, *, stream: bool) -> dict[str, Any]:
+        """The upstream body as a dict (``orjson.Fragment`` values inside), before it is serialised."""
         body = codec.request_to_dict(request)
         body.pop("fallbacks", None)
         if self.body_names_model or "model" in body:
@@ -42,7 +47,7 @@ class OpenAIWire(HttpProvider):
             options = dict(body.get("stream_options") or {})
             options["include_usage"] = True
             body["stream_options"] = options
-        return Prepared(target, orjson.dumps(body), stream, request.api_version or None)
+        return body
 
     def response_from(self, data: dict[str, Any], prepared: Prepared) -> pb.ChatCompletionResponse:
         try:
@@ -81,7 +86,7 @@ class OpenAIStream:
         parsed = orjson.loads(data)
         if not isinstance(parsed, dict):
             raise TypeError("not a JSON object")
-        chunk = codec.response_from_dict(parsed, pb.ChatCompletionChunk)
+        chunk = self.decode(parsed)
         if not self.finished:
             for choice in chunk.choices:
                 if choice.finish_reason:
@@ -89,6 +94,10 @@ class OpenAIStream:
         if not self.usage_seen:
             self.usage_seen = chunk.HasField("usage")
         return (chunk,)
+
+    def decode(self, parsed: dict[str, Any]) -> pb.ChatCompletionChunk:
+        """One parsed ``data:`` payload -> its chunk (a dialect of the dialect adapts it here)."""
+        return codec.response_from_dict(parsed, pb.ChatCompletionChunk)
 
 
 def openai_error(

@@ -22,6 +22,7 @@ from typing import Any
 from service.providers.anthropic import AnthropicOptions, AnthropicProvider
 from service.providers.azure import AzureOptions, AzureProvider
 from service.providers.base import Provider, ProviderContext
+from service.providers.compatible import PRESETS, CompatibleOptions, CompatibleProvider
 from service.providers.openai import OpenAIOptions, OpenAIProvider
 from switchyard.config import ConfigError, ProviderConfig
 
@@ -36,6 +37,9 @@ class Kind:
     key_secrets: tuple[str, ...] = ()
     # Used when the config gives no base_url ("" means the config must give one).
     default_base_url: str = ""
+    # The options a section starts from (a preset's); the section's own settings replace them
+    # one by one. None: the options dataclass's defaults.
+    defaults: Any = None
 
 
 KINDS: Mapping[str, Kind] = {
@@ -44,6 +48,13 @@ KINDS: Mapping[str, Kind] = {
         Kind("azure", AzureProvider, AzureOptions),
         Kind("openai", OpenAIProvider, OpenAIOptions, default_base_url="https://api.openai.com/v1"),
         Kind("anthropic", AnthropicProvider, AnthropicOptions, default_base_url="https://api.anthropic.com"),
+        # Any OpenAI-compatible server described by config alone (auth header, renames, rejections).
+        Kind("openai_compatible", CompatibleProvider, CompatibleOptions),
+        # The known compatible services: the same class, started from a preset's options.
+        *(
+            Kind(name, CompatibleProvider, CompatibleOptions, default_base_url=p.base_url, defaults=p.options)
+            for name, p in PRESETS.items()
+        ),
     )
 }
 
@@ -76,11 +87,14 @@ def _resolve(config: ProviderConfig) -> tuple[Kind, ProviderConfig, Any]:
             raise ConfigError(
                 f"{path}.keys[{i}].{unknown[0]}", f"is not a key setting of provider kind {kind.name!r}"
             )
-    return kind, config, _options(kind.options, config.options, path, kind.name)
+    return kind, config, _options(kind.options, config.options, path, kind.defaults)
 
 
-def _options(cls: type[Any], raw: Mapping[str, Any], path: str, kind: str) -> Any:
-    """The kind's options dataclass from the raw mapping, checking names and types."""
+def _options(cls: type[Any], raw: Mapping[str, Any], path: str, defaults: Any = None) -> Any:
+    """The kind's options dataclass from the raw mapping, checking names and types.
+
+    An options class may also define ``check(path)``, raising ConfigError for what types alone
+    cannot say (a template missing its placeholder); it runs on the finished options."""
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -91,7 +105,11 @@ def _options(cls: type[Any], raw: Mapping[str, Any], path: str, kind: str) -> An
                 f"{path}.{name}", f"is not a setting of this provider kind (its settings: {known})"
             )
         values[name] = _coerce(value, hints[name], f"{path}.{name}")
-    return cls(**values)
+    options = cls(**values) if defaults is None else dataclasses.replace(defaults, **values)
+    check = getattr(options, "check", None)
+    if check is not None:
+        check(path)
+    return options
 
 
 def _coerce(value: Any, hint: Any, path: str) -> Any:
@@ -124,4 +142,18 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(path, "must be a string")
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, "must be a list")
+        return tuple(_coerce(item, args[0], f"{path}[{i}]") for i, item in enumerate(value))
+    if origin in (dict, Mapping) and args and args[0] is str:
+        if not isinstance(value, Mapping):
+            raise ConfigError(path, "must be a mapping")
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(path, f"has a key that is not a string: {key!r}")
+            out[key] = _coerce(item, args[1], f"{path}.{key}")
+        # Read-only, so a frozen options dataclass stays frozen all the way down.
+        return types.MappingProxyType(out)
     raise TypeError(f"{path}: no config conversion for {hint!r}")  # a bug in an options dataclass

@@ -182,6 +182,10 @@ class Reply:
     reset: bool = False
     omit_done: bool = False
     malformed_at: tuple[int, ...] = ()
+    reasoning: str | None = None
+    reasoning_key: str = "reasoning_content"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    usage_always: bool = False
 
     @classmethod
     def ok(
@@ -192,14 +196,22 @@ class Reply:
         usage: Usage | Mapping[str, Any] | None = None,
         finish_reason: str | None = None,
         headers: Mapping[str, str] | None = None,
+        reasoning: str | None = None,
+        reasoning_key: str = "reasoning_content",
+        extra: Mapping[str, Any] | None = None,
     ) -> Reply:
-        """A normal success; ``usage`` as a mapping is sent verbatim."""
+        """A normal success; ``usage`` as a mapping is sent verbatim. ``reasoning`` goes in the
+        message under ``reasoning_key`` (DeepSeek's name by default); ``extra`` adds top-level keys
+        (Perplexity's ``search_results``, ``citations``…) to the body, or to a stream's last chunk."""
         return cls(
             content=content,
             tool_calls=tuple(tool_calls),
             usage=usage,
             finish_reason=finish_reason,
             headers=dict(headers or {}),
+            reasoning=reasoning,
+            reasoning_key=reasoning_key,
+            extra=dict(extra or {}),
         )
 
     @classmethod
@@ -221,6 +233,10 @@ class Reply:
         azure_filter_chunk: bool = False,
         omit_done: bool = False,
         malformed_at: Sequence[int] = (),
+        reasoning: str | None = None,
+        reasoning_key: str = "reasoning_content",
+        extra: Mapping[str, Any] | None = None,
+        usage_always: bool = False,
     ) -> Reply:
         """A success with stream control.
 
@@ -228,9 +244,16 @@ class Reply:
         a final chunk or ``[DONE]`` (a non-streamed request gets half its JSON body instead).
         ``azure_filter_chunk`` sends Azure's leading ``prompt_filter_results`` chunk (``choices: []``).
         ``omit_done`` sends everything but the closing ``data: [DONE]``; ``malformed_at=(k, …)``
-        sends a garbled ``data:`` event before body event k.
+        sends a garbled ``data:`` event before body event k. ``reasoning`` is streamed (word by
+        word, under ``reasoning_key``) before the content; ``extra`` goes on the last chunk before
+        ``[DONE]``; ``usage_always`` sends the usage chunk even when the request did not ask for it
+        (as Perplexity and Mistral do).
         """
         return cls(
+            reasoning=reasoning,
+            reasoning_key=reasoning_key,
+            extra=dict(extra or {}),
+            usage_always=usage_always,
             omit_done=omit_done,
             malformed_at=tuple(malformed_at),
             pieces=None if pieces is None else tuple(pieces),
@@ -438,6 +461,8 @@ class _Exchange:
             if content is None:
                 content = "".join(reply.pieces) if reply.pieces is not None else self.echo()
             message, finish, tokens = {"role": "assistant", "content": content}, "stop", _tokens(content)
+        if reply.reasoning is not None:
+            message = {**message, reply.reasoning_key: reply.reasoning}
         finish_reason = reply.finish_reason or finish
         choices = []
         for index in range(self.n):
@@ -456,10 +481,19 @@ class _Exchange:
         }
         if self.azure:
             body["prompt_filter_results"] = _PROMPT_FILTERS
+        body.update(reply.extra)
         return orjson.dumps(body)
 
-    def chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
-        """One SSE event carrying a ``chat.completion.chunk``."""
+    def chunk(
+        self,
+        choices: list[dict[str, Any]],
+        usage: Any = None,
+        *,
+        with_usage: bool | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        """One SSE event carrying a ``chat.completion.chunk`` (``usage`` included when the request
+        asked for it, or when ``with_usage`` says so)."""
         obj = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -468,13 +502,21 @@ class _Exchange:
             "system_fingerprint": "fp_fake",
             "choices": choices,
         }
-        if self.include_usage:
+        if self.include_usage if with_usage is None else with_usage:
             obj["usage"] = usage
+        if extra:
+            obj.update(extra)
         return b"data: " + orjson.dumps(obj) + b"\n\n"
 
-    def delta(self, index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def delta(
+        self,
+        index: int,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return self.chunk([choice])
+        return self.chunk([choice], extra=extra)
 
     def stream_events(self, reply: Reply) -> tuple[list[bytes], list[bytes], list[bytes]]:
         """The SSE events of a streamed reply: (head, body, tail); ``break_after`` counts body events."""
@@ -499,6 +541,12 @@ class _Exchange:
             tokens = sum(_tokens(c["function"]["arguments"]) for c in tool_calls)
         else:
             head += [self.delta(i, {"role": "assistant", "content": ""}) for i in indexes]
+            if reply.reasoning is not None:
+                body += [
+                    self.delta(i, {reply.reasoning_key: piece})
+                    for piece in _split_words(reply.reasoning)
+                    for i in indexes
+                ]
             pieces = reply.pieces
             if pieces is None:
                 pieces = DEFAULT_PIECES if reply.content is None else _split_words(reply.content)
@@ -506,9 +554,15 @@ class _Exchange:
             finish, tokens = "stop", _tokens("".join(pieces))
         for k in sorted(reply.malformed_at, reverse=True):
             body.insert(k, b'data: {"choices": [{"delta": {"content": "oops\n\n')
-        tail = [self.delta(i, {}, reply.finish_reason or finish) for i in indexes]
-        if self.include_usage:
-            tail.append(self.chunk([], usage=self.usage(reply, tokens * self.n)))
+        usage_chunk = self.include_usage or reply.usage_always
+        last = self.n - 1 if not usage_chunk else None
+        tail = [
+            self.delta(i, {}, reply.finish_reason or finish, reply.extra if i == last else None)
+            for i in indexes
+        ]
+        if usage_chunk:
+            usage = self.usage(reply, tokens * self.n)
+            tail.append(self.chunk([], usage=usage, with_usage=True, extra=reply.extra))
         if not reply.omit_done:
             tail.append(_SSE_DONE)
         return head, body, tail
