@@ -4,22 +4,17 @@ no store, milliseconds per test."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import httpx
 import orjson
 import pytest
 
-from service.engine import ChatEngine, ChatError
+from service.engine import ChatError
 from service.errors import GatewayError
 from service.pipeline import CallContext, Pipeline, Plugin
-from service.providers import Prepared, ProviderContext, build_provider
+from service.providers import Prepared
 from service.routing import RoutePlan, Target
-from switchyard.config import parse_config
 from switchyard.v1 import chat_pb2 as pb
-
-Handler = Callable[[httpx.Request], httpx.Response]
+from tests.inprocess import Upstream, delta, engine, ok, request, sse, status, usage
 
 
 class Recorder(Plugin):
@@ -75,78 +70,6 @@ class Recorder(Plugin):
     async def on_finish(self, ctx: CallContext) -> None:
         assert ctx.slots[self.slot] == {"mine": self.name}  # each plugin's own slot
         self.journal.append(f"{self.name}.finish:{ctx.status}")
-
-
-class Upstream:
-    def __init__(self) -> None:
-        self.replies: dict[str, list[Handler]] = {}
-        self.seen: list[str] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host.split(".")[0]
-        self.seen.append(host)
-        handlers = self.replies[host]
-        return (handlers.pop(0) if len(handlers) > 1 else handlers[0])(request)
-
-
-def ok(text: str = "hello") -> Handler:
-    body = {
-        "id": "r",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
-    }
-    return lambda _r: httpx.Response(200, json=body)
-
-
-def status(code: int) -> Handler:
-    return lambda _r: httpx.Response(code, json={"error": {"message": f"status {code}"}})
-
-
-def sse(*payloads: dict[str, Any]) -> Handler:
-    raw = b"".join(b"data: " + orjson.dumps(p) + b"\n\n" for p in payloads) + b"data: [DONE]\n\n"
-    return lambda _r: httpx.Response(200, content=raw)
-
-
-def delta(text: str | None = None, finish: str | None = None, role: str | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {}
-    if role:
-        d["role"] = role
-    if text is not None:
-        d["content"] = text
-    return {"id": "c", "model": "m", "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
-
-
-def usage() -> dict[str, Any]:
-    return {
-        "id": "c",
-        "model": "m",
-        "choices": [],
-        "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
-    }
-
-
-def engine(upstream: Upstream, plugins: list[Plugin], **retries: Any) -> ChatEngine:
-    config = parse_config(
-        {
-            "routing": {"default_provider": "primary"},
-            "retries": {"max_retries": 1, "backoff_initial_ms": 1, "backoff_max_ms": 1, **retries},
-            "providers": {
-                name: {"kind": "openai", "base_url": f"https://{name}.example/v1", "keys": [{"value": "k"}]}
-                for name in ("primary", "backup")
-            },
-        },
-        env={},
-    )
-    context = ProviderContext(transport=httpx.MockTransport(upstream))
-    providers = {name: build_provider(p, context) for name, p in config.providers.items()}
-    return ChatEngine(config, providers, plugins)
-
-
-def request(**fields: Any) -> pb.ChatCompletionRequest:
-    return pb.ChatCompletionRequest(model="m", messages=[pb.ChatMessage(role="user", text="hi")], **fields)
 
 
 # ---------------------------------------------------------------- hook order
