@@ -15,7 +15,7 @@ import grpc
 from google.protobuf.message import Message
 
 from switchyard.errors import DecodedError, decode_status
-from switchyard.grpc_options import RECONNECT_OPTIONS
+from switchyard.grpc_options import BALANCING_OPTIONS, RECONNECT_OPTIONS
 from switchyard.v1 import admin_pb2_grpc, chat_pb2_grpc
 from switchyard.v1 import chat_pb2 as pb
 
@@ -65,7 +65,9 @@ class GrpcBackend:
     """
 
     def __init__(self, target: str, options: Sequence[tuple[str, int]]) -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=[*options, *RECONNECT_OPTIONS])
+        self._channel = grpc.aio.insecure_channel(
+            target, options=[*options, *RECONNECT_OPTIONS, *BALANCING_OPTIONS]
+        )
         self._stub = chat_pb2_grpc.ChatCompletionsStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._health_check = self._channel.unary_unary(

@@ -27,7 +27,7 @@ from service.servicer import ChatCompletionsServicer
 from service.stats import ServiceStats
 from service.store import open_store
 from switchyard.config import Config, ConfigError
-from switchyard.grpc_options import grpc_options
+from switchyard.grpc_options import grpc_options, server_options
 from switchyard.metrics import ProcessMetrics, serve_metrics
 from switchyard.open_streams import STREAM_END_S, OpenStreams
 from switchyard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
@@ -134,7 +134,9 @@ async def start_service(
     check_providers(config.providers)  # a bad provider section fails before anything opens
     address = address or f"{config.server.grpc_host}:{config.server.grpc_port}"
     # Two servers must never silently share a port.
-    server = grpc.aio.server(options=[*grpc_options(config), ("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[*grpc_options(config), *server_options(config), ("grpc.so_reuseport", 0)]
+    )
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:  # grpc says only "Failed to bind"; its own log line above says why

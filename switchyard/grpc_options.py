@@ -18,6 +18,26 @@ RECONNECT_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
+# Client side: calls are balanced per call over every address the service's name resolves to
+# (a headless Kubernetes Service gives one per pod). gRPC's default, pick_first, would send all
+# of a gateway's calls to the one pod it connected to first. One address: the same as before.
+BALANCING_OPTIONS: list[tuple[str, str]] = [
+    ("grpc.service_config", '{"loadBalancingConfig": [{"round_robin": {}}]}'),
+]
+
+# Server side: a connection older than this is asked to go away (GOAWAY), so gateways
+# re-resolve the service's name and spread onto pods added since they connected. Calls in
+# flight may finish: the grace is the longest a call may take (timeouts.total_s).
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
+
+
+def server_options(config: Config) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+        ("grpc.max_connection_age_grace_ms", int(config.timeouts.total_s * 1000)),
+    ]
+
+
 def grpc_options(config: Config) -> list[tuple[str, int]]:
     """Explicit message-size limits and keepalive, the same on both ends."""
     size = config.server.max_message_bytes

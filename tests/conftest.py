@@ -22,6 +22,13 @@ from tests.fakes.upstream import FakeUpstream
 from tests.support import Stack, base_config, free_port, start_stack
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast in-process suites first, the end-to-end ones (tests/e2e) after: a broken
+    engine fails in seconds, not after minutes of process start-ups. The sort is stable, so
+    each module's tests stay together and in order."""
+    items.sort(key=lambda item: "e2e" in item.path.parts)
+
+
 @pytest.fixture(scope="session")
 def upstream_server() -> Iterator[FakeUpstream]:
     with FakeUpstream() as fake:
