@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import service.providers.bedrock as bedrock
 from service.providers.anthropic import AnthropicOptions, AnthropicProvider
 from service.providers.azure import AzureOptions, AzureProvider
 from service.providers.base import Provider, ProviderContext
@@ -36,6 +37,9 @@ class Kind:
     key_secrets: tuple[str, ...] = ()
     # Used when the config gives no base_url ("" means the config must give one).
     default_base_url: str = ""
+    # Checks that need the options and the keys together (Bedrock: every key has a region);
+    # raises ConfigError naming the key.
+    check: Callable[[ProviderConfig, Any], None] | None = None
 
 
 KINDS: Mapping[str, Kind] = {
@@ -44,6 +48,14 @@ KINDS: Mapping[str, Kind] = {
         Kind("azure", AzureProvider, AzureOptions),
         Kind("openai", OpenAIProvider, OpenAIOptions, default_base_url="https://api.openai.com/v1"),
         Kind("anthropic", AnthropicProvider, AnthropicOptions, default_base_url="https://api.anthropic.com"),
+        Kind(
+            "bedrock",
+            bedrock.BedrockProvider,
+            bedrock.BedrockOptions,
+            key_secrets=bedrock.KEY_SECRETS,
+            default_base_url=bedrock.DEFAULT_BASE_URL,
+            check=bedrock.check_config,
+        ),
     )
 }
 
@@ -76,7 +88,10 @@ def _resolve(config: ProviderConfig) -> tuple[Kind, ProviderConfig, Any]:
             raise ConfigError(
                 f"{path}.keys[{i}].{unknown[0]}", f"is not a key setting of provider kind {kind.name!r}"
             )
-    return kind, config, _options(kind.options, config.options, path, kind.name)
+    options = _options(kind.options, config.options, path, kind.name)
+    if kind.check is not None:
+        kind.check(config, options)
+    return kind, config, options
 
 
 def _options(cls: type[Any], raw: Mapping[str, Any], path: str, kind: str) -> Any:
