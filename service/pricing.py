@@ -18,8 +18,10 @@ How :meth:`PriceTable.lookup` finds a model's price, first hit wins:
 2. ``model`` exactly as given;
 3. normalised forms of ``model``, each tried as ``provider/form`` and then ``form``,
    each step applied on top of the previous one: lowercased; without a
-   ``provider/`` prefix (``openai/gpt-4o``); without a trailing date version
-   (``-2024-08-06``, ``-20241022``, ``@20241022``); without ``-latest``
+   ``provider/`` prefix (``openai/gpt-4o``, or an ARN's ``…:inference-profile/``);
+   a Bedrock model id without its cross-region prefix and version
+   (``us.anthropic.claude-…-v1:0`` -> ``anthropic.claude-…``); without a trailing date
+   version (``-2024-08-06``, ``-20241022``, ``@20241022``); without ``-latest``
    (``claude-3-5-sonnet-latest``).
 
 An unknown model has no price (``None``); the caller decides what that means.
@@ -55,6 +57,10 @@ _PER_MILLION = 1_000_000
 _PRICE_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelPrice))
 _DATE_SUFFIX = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8})$")
 _LATEST_SUFFIX = "-latest"
+# Bedrock ids: a cross-region inference prefix (us., eu., global.…) in front of a vendor's id
+# (anthropic.claude-…), and a version suffix (-v1:0, -v2:0, :0) after it.
+_BEDROCK_REGION_PREFIX = re.compile(r"^(?:us|us-gov|eu|apac|jp|au|ca|global)\.(?=[a-z0-9-]+\.)")
+_BEDROCK_VERSION = re.compile(r"^([a-z0-9-]+\..+?)(?:-v\d+(?::\d+)?|:\d+)$")
 
 
 class PriceTable:
@@ -140,6 +146,10 @@ def _normalised_forms(model: str) -> list[str]:
     forms = [name]
     if "/" in name:
         name = name.rsplit("/", 1)[1]
+        forms.append(name)
+    bedrock = _BEDROCK_VERSION.sub(r"\1", _BEDROCK_REGION_PREFIX.sub("", name))
+    if bedrock != name:
+        name = bedrock
         forms.append(name)
     undated = _DATE_SUFFIX.sub("", name)
     if undated != name:

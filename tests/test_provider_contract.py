@@ -1,7 +1,7 @@
 """The contract every provider keeps, whatever its wire format: the same scenarios against azure,
-openai, anthropic and the OpenAI-compatible family (a config-only provider, and presets with
-quirks: deepseek's renames and reasoning field, perplexity's usage without stream_options), each
-talking to a real HTTP fake of its upstream.
+openai, anthropic, bedrock and the OpenAI-compatible family (a config-only provider, and presets
+with quirks: deepseek's renames and reasoning field, perplexity's usage without stream_options),
+each talking to a real HTTP fake of its upstream.
 
 A scenario says what the upstream does ("answers 'hello'", "rate-limits with Retry-After 7",
 "breaks the stream after two events"); each provider's ``Wire`` says how its fake does that. The
@@ -23,9 +23,15 @@ from service.routing import Target
 from switchyard.config import KeyConfig, ProviderConfig, Secret
 from switchyard.v1 import chat_pb2 as pb
 from tests.fakes import anthropic as ant
+from tests.fakes import bedrock as aws
 from tests.fakes import upstream as oai
 
 KEY = KeyConfig(secret=Secret("contract-key-123"))
+# An AWS access key: its id is the key's value, its secret rides with it.
+AWS_KEY = KeyConfig(
+    secret=Secret(aws.ACCESS_KEY_ID),
+    secrets={"secret_access_key": Secret(aws.SECRET_ACCESS_KEY), "region": Secret("us-east-1")},
+)
 
 
 class Wire(Protocol):
@@ -40,6 +46,10 @@ class Wire(Protocol):
 
     def broken_stream(self) -> None:
         """A stream that sends some content, then closes its connection."""
+
+    # The upstream's own status for a scenario where it is not the usual one (read with getattr:
+    # most wires have none).
+    status_differs: dict[str, int]
 
 
 class OpenAIWire:
@@ -87,11 +97,39 @@ class AnthropicWire:
         self.fake.script(ant.Reply.broken(3, ant.Reply.ok("one two three")))
 
 
+class BedrockWire:
+    TYPE = {
+        "bad_request": "ValidationException",
+        # What AWS answers a key it does not know; it has no 401.
+        "auth": "UnrecognizedClientException",
+        "rate_limit": "ThrottlingException",
+        "overloaded": "ServiceUnavailableException",
+    }
+    status_differs = {"auth": 403}
+
+    def __init__(self, fake: aws.FakeBedrock) -> None:
+        self.fake = fake
+
+    def text(self, text: str) -> None:
+        self.fake.script(aws.Reply.ok(text))
+
+    def tool_call(self, name: str, arguments: dict[str, Any]) -> None:
+        self.fake.script(aws.Reply.tool_use(name, arguments))
+
+    def error(self, kind: str) -> None:
+        # AWS sends no Retry-After; the scenario's 7 s is checked where an upstream sends one.
+        self.fake.script(aws.Reply.error(self.TYPE[kind]))
+
+    def broken_stream(self) -> None:
+        self.fake.script(aws.Reply.broken(3, aws.Reply.ok("one two three")))
+
+
 @dataclass
 class Case:
     provider: Provider
     wire: Wire
     model: str
+    key: KeyConfig = KEY
 
     def prepared(self, *, stream: bool, **fields: Any) -> Any:
         request = pb.ChatCompletionRequest(
@@ -100,10 +138,10 @@ class Case:
         return self.provider.prepare(request, Target(self.provider.name, self.model), stream=stream)
 
     async def send(self, **fields: Any) -> pb.ChatCompletionResponse:
-        return await self.provider.send(self.prepared(stream=False, **fields), KEY)
+        return await self.provider.send(self.prepared(stream=False, **fields), self.key)
 
     async def stream(self, **fields: Any) -> list[pb.ChatCompletionChunk]:
-        return [c async for c in self.provider.stream(self.prepared(stream=True, **fields), KEY)]
+        return [c async for c in self.provider.stream(self.prepared(stream=True, **fields), self.key)]
 
 
 @pytest.fixture(scope="module")
@@ -124,22 +162,43 @@ COMPATIBLE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "deepseek": ({}, {"reasoning": "thinking first"}),  # answers carry reasoning_content
     "perplexity": ({}, {"usage_always": True}),  # sent no stream_options, reports usage anyway
 }
-KINDS = ["azure", "openai", "anthropic", *COMPATIBLE]
+KINDS = ["azure", "openai", "anthropic", "bedrock", *COMPATIBLE]
+
+
+@pytest.fixture(scope="module")
+def bedrock_fake() -> Iterator[aws.FakeBedrock]:
+    with aws.FakeBedrock() as fake:
+        yield fake
 
 
 @pytest.fixture(params=KINDS)
 async def case(
-    request: pytest.FixtureRequest, openai_fake: oai.FakeUpstream, anthropic_fake: ant.FakeAnthropic
+    request: pytest.FixtureRequest,
+    openai_fake: oai.FakeUpstream,
+    anthropic_fake: ant.FakeAnthropic,
+    bedrock_fake: aws.FakeBedrock,
 ) -> Any:
     kind = request.param
     openai_fake.reset()
     anthropic_fake.reset()
-    base_url = {"azure": openai_fake.url, "anthropic": anthropic_fake.url}.get(kind, openai_fake.url + "/v1")
+    bedrock_fake.reset()
+    base_url = {
+        "azure": openai_fake.url,
+        "anthropic": anthropic_fake.url,
+        "bedrock": bedrock_fake.url,
+    }.get(kind, openai_fake.url + "/v1")
     options, quirks = COMPATIBLE.get(kind, ({}, {}))
-    config = ProviderConfig(name=kind, kind=kind, base_url=base_url, keys=(KEY,), options=options)
+    key = AWS_KEY if kind == "bedrock" else KEY
+    config = ProviderConfig(name=kind, kind=kind, base_url=base_url, keys=(key,), options=options)
     provider = build_provider(config, ProviderContext())
-    wire: Wire = AnthropicWire(anthropic_fake) if kind == "anthropic" else OpenAIWire(openai_fake, quirks)
-    yield Case(provider, wire, "model-x")
+    wire: Wire
+    if kind == "anthropic":
+        wire = AnthropicWire(anthropic_fake)
+    elif kind == "bedrock":
+        wire = BedrockWire(bedrock_fake)
+    else:
+        wire = OpenAIWire(openai_fake, quirks)
+    yield Case(provider, wire, "model-x", key)
     await provider.aclose()
 
 
@@ -215,10 +274,10 @@ async def test_errors_are_classed_the_same_way(
         assert err.failure is failure
         assert err.from_upstream and err.message
         if status is not None:
-            assert err.status == status
+            assert err.status == getattr(case.wire, "status_differs", {}).get(kind, status)
         else:
             assert err.status >= 500
-        if kind == "rate_limit":
+        if kind == "rate_limit" and not isinstance(case.wire, BedrockWire):  # AWS sends no Retry-After
             assert err.retry_after_s == 7
 
 
@@ -227,7 +286,7 @@ async def test_a_stream_broken_midway_is_a_transient_failure(case: Case) -> None
     got: list[pb.ChatCompletionChunk] = []
 
     async def read() -> None:
-        async for chunk in case.provider.stream(case.prepared(stream=True), KEY):
+        async for chunk in case.provider.stream(case.prepared(stream=True), case.key):
             got.append(chunk)
 
     with pytest.raises(GatewayError) as caught:
@@ -239,7 +298,8 @@ async def test_a_stream_broken_midway_is_a_transient_failure(case: Case) -> None
 
 async def test_an_unreachable_upstream_is_transient() -> None:
     for kind in KINDS:
-        config = ProviderConfig(name=kind, kind=kind, base_url="http://127.0.0.1:9", keys=(KEY,))
+        key = AWS_KEY if kind == "bedrock" else KEY
+        config = ProviderConfig(name=kind, kind=kind, base_url="http://127.0.0.1:9", keys=(key,))
         provider = build_provider(config, ProviderContext())
         prepared = provider.prepare(
             pb.ChatCompletionRequest(messages=[pb.ChatMessage(role="user", text="hi")]),
@@ -247,6 +307,6 @@ async def test_an_unreachable_upstream_is_transient() -> None:
             stream=False,
         )
         with pytest.raises(GatewayError) as caught:
-            await provider.send(prepared, KEY)
+            await provider.send(prepared, key)
         assert (caught.value.type, caught.value.failure) == ("upstream_unreachable", FailureClass.TRANSIENT)
         await provider.aclose()

@@ -14,8 +14,9 @@ Everything raises :class:`~service.errors.GatewayError` (mostly ``UpstreamError`
 by ``FailureClass`` so the engine can retry and fall back without knowing the dialect.
 
 :class:`HttpProvider` holds the HTTP work every dialect shares (one pooled transport, the
-request, error bodies, SSE events, tolerance of the odd malformed stream payload); a dialect
-fills in a few hooks. See ``openai_wire.py`` and ``anthropic/``.
+request, error bodies, the stream loop, tolerance of the odd malformed stream payload); a
+dialect fills in a few hooks. Streams are SSE unless a dialect reads its own framing
+(``events``: Bedrock's binary event stream). See ``openai_wire.py``, ``anthropic/``, ``bedrock/``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class Prepared:
 
 
 class StreamDecoder(Protocol):
-    """One stream's state in a dialect: what each SSE event means, and when the stream is over.
+    """One stream's state in a dialect: what each event means, and when the stream is over.
 
     :meth:`HttpProvider.stream` runs the loop every dialect shares around it: malformed payloads
     skipped (``PayloadGuard``), the end marker, and a stream that stops without one.
@@ -102,8 +103,9 @@ class StreamDecoder(Protocol):
         ...
 
     def feed(self, event: bytes, data: bytes) -> Sequence[pb.ChatCompletionChunk]:
-        """The chunks this event makes (none for the end marker). A malformed payload raises one
-        of ``MALFORMED``; an error the upstream sends in the stream raises GatewayError."""
+        """The chunks this event makes (the end marker may carry the last ones: Bedrock's
+        ``metadata`` has the usage). A malformed payload raises one of ``MALFORMED``; an error
+        the upstream sends in the stream raises GatewayError."""
         ...
 
 
@@ -128,7 +130,11 @@ class Provider(Protocol):
 
 class HttpProvider:
     """The HTTP plumbing shared by every dialect. Subclasses implement ``prepare`` and the hooks
-    ``url``, ``headers``, ``response_from``, ``stream_decoder`` and ``error_from``."""
+    ``url``, ``headers``, ``response_from``, ``stream_decoder`` and ``error_from`` (and
+    ``events`` when their stream is not SSE)."""
+
+    # The Accept header of a stream request; None sends none (AWS's own SDK sends none to Bedrock).
+    stream_accept: str | None = "text/event-stream"
 
     def __init__(self, config: ProviderConfig, context: ProviderContext) -> None:
         self.name = config.name
@@ -167,6 +173,15 @@ class HttpProvider:
         """An upstream error response (its parsed JSON, or ``{"message": text}``) -> UpstreamError."""
         raise NotImplementedError
 
+    def events(self, response: httpx.Response, prepared: Prepared) -> AsyncIterator[tuple[bytes, bytes]]:
+        """A stream's ``(event name, payload)`` pairs, for ``stream_decoder``'s ``feed``: SSE by
+        default. Reading errors must come out mapped (``map_transport_errors(mid_stream=True)``);
+        an error the framing itself signals may raise GatewayError."""
+        model = prepared.target.model
+        return iter_sse(
+            response.aiter_bytes(), lambda: map_transport_errors(self.name, model, mid_stream=True)
+        )
+
     # -- the shared work
 
     async def send(self, prepared: Prepared, key: KeyConfig) -> pb.ChatCompletionResponse:
@@ -201,9 +216,7 @@ class HttpProvider:
                 with map_transport_errors(self.name, model):
                     content = await read_capped(response)
                 raise self._error(response.status_code, content, response.headers, prepared)
-            events = iter_sse(
-                response.aiter_bytes(), lambda: map_transport_errors(self.name, model, mid_stream=True)
-            )
+            events = self.events(response, prepared)
             decoder = self.stream_decoder(prepared)
             guard = PayloadGuard(self, prepared)
             try:
@@ -215,10 +228,12 @@ class HttpProvider:
                         continue
                     if decoder.ended:
                         guard.check_end()  # the end marker alone is no answer
-                        return
-                    guard.good()
+                    else:
+                        guard.good()
                     for chunk in chunks:
                         yield chunk
+                    if decoder.ended:
+                        return
                 guard.check_end()
                 raise self.stream_broken(prepared, f"the upstream stream ended before {decoder.end_marker}")
             except GatewayError:
@@ -275,9 +290,10 @@ class HttpProvider:
         extra = upstream_headers.get()
         if extra:
             headers.update(extra)
-        headers["content-type"] = "application/json"
-        if prepared.stream:
-            headers["accept"] = "text/event-stream"
+        # setdefault: a dialect's own value stands (a request signature may cover it).
+        headers.setdefault("content-type", "application/json")
+        if prepared.stream and self.stream_accept:
+            headers.setdefault("accept", self.stream_accept)
         return httpx.Request("POST", url, content=prepared.body, headers=headers, extensions=self._extensions)
 
     def _error(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import service.providers.bedrock as bedrock
 from service.providers.anthropic import AnthropicOptions, AnthropicProvider
 from service.providers.azure import AzureOptions, AzureProvider
 from service.providers.base import Provider, ProviderContext
@@ -40,6 +41,9 @@ class Kind:
     # The options a section starts from (a preset's); the section's own settings replace them
     # one by one. None: the options dataclass's defaults.
     defaults: Any = None
+    # Checks that need the options and the keys together (Bedrock: every key has a region);
+    # raises ConfigError naming the key.
+    check: Callable[[ProviderConfig, Any], None] | None = None
 
 
 KINDS: Mapping[str, Kind] = {
@@ -54,6 +58,14 @@ KINDS: Mapping[str, Kind] = {
         *(
             Kind(name, CompatibleProvider, CompatibleOptions, default_base_url=p.base_url, defaults=p.options)
             for name, p in PRESETS.items()
+        ),
+        Kind(
+            "bedrock",
+            bedrock.BedrockProvider,
+            bedrock.BedrockOptions,
+            key_secrets=bedrock.KEY_SECRETS,
+            default_base_url=bedrock.DEFAULT_BASE_URL,
+            check=bedrock.check_config,
         ),
     )
 }
@@ -87,7 +99,10 @@ def _resolve(config: ProviderConfig) -> tuple[Kind, ProviderConfig, Any]:
             raise ConfigError(
                 f"{path}.keys[{i}].{unknown[0]}", f"is not a key setting of provider kind {kind.name!r}"
             )
-    return kind, config, _options(kind.options, config.options, path, kind.defaults)
+    options = _options(kind.options, config.options, path, kind.defaults)
+    if kind.check is not None:
+        kind.check(config, options)
+    return kind, config, options
 
 
 def _options(cls: type[Any], raw: Mapping[str, Any], path: str, defaults: Any = None) -> Any:
