@@ -47,7 +47,12 @@ def configure(config: LoggingConfig) -> None:
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    """What ``extra=`` put on the record; fields without a value are left out."""
+    return {
+        k: v
+        for k, v in record.__dict__.items()
+        if v is not None and k not in _STANDARD and not k.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,7 +87,7 @@ class TextFormatter(logging.Formatter):
         if not fields:
             return line
         first, newline, rest = line.partition("\n")  # an exception's traceback stays below
-        pairs = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and v != "")
+        pairs = " ".join(f"{k}={v}" for k, v in fields.items() if v != "")
         return f"{first} {pairs}{newline}{rest}"
 
 

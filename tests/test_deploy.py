@@ -768,3 +768,8 @@ def test_the_budget_alert_matches_the_refusal_the_stack_made(scrape: str) -> Non
     ]
     assert refusals, 'no switchyard_refusals_total{status="402"} series after a 402'
     assert any(float(line.rsplit(None, 1)[1]) >= 1 for line in refusals)
+
+
+def test_the_service_is_headless_so_each_gateway_balances_per_call() -> None:
+    # Behind a virtual IP each gateway's one gRPC connection would pin it to one service pod.
+    assert _get("Service", "switchyard-service")["spec"]["clusterIP"] == "None"
