@@ -7,7 +7,6 @@ must parse with the ``openai`` SDK exactly as OpenAI's answers do.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from service.errors import FailureClass, GatewayError, UpstreamError
 from service.pricing import PriceTable
-from service.providers.base import ProviderContext
+from service.providers.base import Prepared, ProviderContext
 from service.providers.google import GeminiOptions, GeminiProvider
 from service.routing import Target
 from switchyard import codec
@@ -873,8 +872,12 @@ async def test_an_error_inside_the_stream_is_an_upstream_failure() -> None:
 
 
 async def test_a_malformed_payload_is_skipped_and_a_run_of_them_fails() -> None:
-    chunks = await stream_from(provider(sse(event("Hi"), b"data: {not json\r\n\r\n", event("!", "STOP"))))
+    bad_usage = event("?", promptTokenCount="ten")  # type: ignore[arg-type]
+    chunks = await stream_from(
+        provider(sse(event("Hi"), b"data: {not json\r\n\r\n", bad_usage, event("!", "STOP")))
+    )
     assert "".join(c.choices[0].delta.text for c in chunks if c.choices) == "Hi!"
+    assert chunks[-1].usage.prompt_tokens == 4
     bad = b'data: {"candidates": [{"content": {"parts": "x"}}]}\r\n\r\n'
     with pytest.raises(GatewayError) as caught:
         await stream_from(provider(sse(event("Hi"), bad, bad, bad, event("!", "STOP"))))
@@ -907,9 +910,8 @@ async def test_the_fake_rejects_what_a_wrong_translation_would_send(gemini: Fake
     """Guard for the suites above: the fake does check the body (a role other than user/model)."""
     p = provider(base_url=gemini.url)
     prepared = p.prepare(request(), TARGET, stream=False)
-    bad = type(prepared)(prepared.target, prepared.body.replace(b'"user"', b'"human"'), False)
+    bad = Prepared(prepared.target, prepared.body.replace(b'"user"', b'"human"'), False)
     with pytest.raises(UpstreamError) as caught:
         await p.send(bad, KEY)
     await p.aclose()
     assert (caught.value.status, caught.value.failure) == (400, FailureClass.CALLER)
-    await asyncio.sleep(0)

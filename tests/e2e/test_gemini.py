@@ -262,7 +262,7 @@ def test_a_blocked_prompt_is_a_400_content_filter_without_fallback(
         sdk.chat.completions.create(model="guarded", messages=[{"role": "user", "content": "something bad"}])
     error = caught.value.body
     assert isinstance(error, dict) and error["type"] == "content_filter" and "SAFETY" in error["message"]
-    assert fake.request_count == 1
+    assert len(fake.requests) == 1
     assert upstream.request_count == 0  # the fallback was not tried
 
 
@@ -274,7 +274,7 @@ def test_a_value_gemini_cannot_honour_is_a_400_naming_the_field(
             model="flash", messages=[{"role": "user", "content": "hi"}], logit_bias={"50256": -100}
         )
     assert caught.value.body["param"] == "logit_bias"  # type: ignore[index]
-    assert fake.request_count == 0
+    assert not fake.requests
 
 
 def test_vertex_gemini_and_claude_with_a_service_account(

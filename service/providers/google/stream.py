@@ -50,7 +50,7 @@ class GeminiStream:
         self._provider = provider
         self.created = int(time.time())
         self.complete = False  # every candidate has finished and the usage chunk has gone out
-        self._usage: Mapping[str, Any] = {}
+        self._usage = pb.Usage()
         self._started: set[int] = set()  # candidates whose role chunk has gone out
         self._finished: set[int] = set()
         self._calls: dict[int, int] = {}  # candidate -> tool calls so far
@@ -66,9 +66,8 @@ class GeminiStream:
         if not self.id:
             self.id = response_id(event)
         self.model = str(event.get("modelVersion") or self.model)
-        usage = event.get("usageMetadata")
-        if isinstance(usage, Mapping):
-            self._usage = usage  # each event's is the whole count so far
+        if "usageMetadata" in event:
+            self._usage = usage_from(event["usageMetadata"])  # each event's is the whole count so far
         chunks: list[pb.ChatCompletionChunk] = []
         for position, candidate in enumerate(event.get("candidates") or ()):
             index = int(candidate.get("index", position))
@@ -77,7 +76,7 @@ class GeminiStream:
             self.complete = True
             # Always sent: the engine needs it for accounting and drops it if the caller did not ask.
             last = self._chunk([])
-            last.usage.CopyFrom(usage_from(self._usage))
+            last.usage.CopyFrom(self._usage)
             chunks.append(last)
         return chunks
 
