@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.gemini import FakeGemini
 from tests.fakes.upstream import FakeUpstream
 from tests.support import Stack, base_config, free_port, start_stack
 
@@ -53,6 +54,19 @@ def anthropic(anthropic_server: FakeAnthropic) -> FakeAnthropic:
     """The session's fake Anthropic, cleared for this test."""
     anthropic_server.reset()
     return anthropic_server
+
+
+@pytest.fixture(scope="session")
+def gemini_server() -> Iterator[FakeGemini]:
+    with FakeGemini() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gemini(gemini_server: FakeGemini) -> FakeGemini:
+    """The session's fake Gemini / Vertex AI (and its token endpoint), cleared for this test."""
+    gemini_server.reset()
+    return gemini_server
 
 
 @pytest.fixture(scope="session", params=["inprocess", "grpc-loopback", "split"])

@@ -51,6 +51,10 @@ REQUIRED_MODELS = (
     "claude-opus-4-1",
     "claude-sonnet-4-5",
     "claude-haiku-4-5",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-2.0-flash",
 )
 
 

@@ -1,7 +1,7 @@
 """The contract every provider keeps, whatever its wire format: the same scenarios against azure,
-openai, anthropic, bedrock and the OpenAI-compatible family (a config-only provider, and presets
-with quirks: deepseek's renames and reasoning field, perplexity's usage without stream_options),
-each talking to a real HTTP fake of its upstream.
+openai, anthropic, gemini, vertex, bedrock and the OpenAI-compatible family (a config-only
+provider, and presets with quirks: deepseek's renames and reasoning field, perplexity's usage
+without stream_options), each talking to a real HTTP fake of its upstream.
 
 A scenario says what the upstream does ("answers 'hello'", "rate-limits with Retry-After 7",
 "breaks the stream after two events"); each provider's ``Wire`` says how its fake does that. The
@@ -10,7 +10,8 @@ assertions are on canonical messages and failure classes only, so they are the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from switchyard.config import KeyConfig, ProviderConfig, Secret
 from switchyard.v1 import chat_pb2 as pb
 from tests.fakes import anthropic as ant
 from tests.fakes import bedrock as aws
+from tests.fakes import gemini as gem
 from tests.fakes import upstream as oai
 
 KEY = KeyConfig(secret=Secret("contract-key-123"))
@@ -124,17 +126,46 @@ class BedrockWire:
         self.fake.script(aws.Reply.broken(3, aws.Reply.ok("one two three")))
 
 
+class GeminiWire:
+    """Gemini's fake, for AI Studio and Vertex AI alike (they answer the same)."""
+
+    STATUS = {
+        "bad_request": "INVALID_ARGUMENT",
+        "auth": "UNAUTHENTICATED",
+        "rate_limit": "RESOURCE_EXHAUSTED",
+        "overloaded": "UNAVAILABLE",
+    }
+
+    def __init__(self, fake: gem.FakeGemini) -> None:
+        self.fake = fake
+
+    def text(self, text: str) -> None:
+        self.fake.script(gem.Reply.ok(text))
+
+    def tool_call(self, name: str, arguments: dict[str, Any]) -> None:
+        self.fake.script(gem.Reply.function_call(name, arguments))
+
+    def error(self, kind: str) -> None:
+        # Gemini says when to come back in a RetryInfo detail, not a Retry-After header.
+        delay = "7s" if kind == "rate_limit" else None
+        self.fake.script(gem.Reply.error(self.STATUS[kind], retry_delay=delay))
+
+    def broken_stream(self) -> None:
+        self.fake.script(gem.Reply.broken(2, gem.Reply.ok("one two three four")))
+
+
 @dataclass
 class Case:
     provider: Provider
     wire: Wire
     model: str
     key: KeyConfig = KEY
+    # The credentials this case's provider holds or obtains (none may show in bodies or errors).
+    secrets: Callable[[], list[str]] = lambda: [KEY.secret.value]
 
     def prepared(self, *, stream: bool, **fields: Any) -> Any:
-        request = pb.ChatCompletionRequest(
-            deployment_id=self.model, messages=[pb.ChatMessage(role="user", text="hi")], **fields
-        )
+        fields.setdefault("messages", [pb.ChatMessage(role="user", text="hi")])
+        request = pb.ChatCompletionRequest(deployment_id=self.model, **fields)
         return self.provider.prepare(request, Target(self.provider.name, self.model), stream=stream)
 
     async def send(self, **fields: Any) -> pb.ChatCompletionResponse:
@@ -162,7 +193,7 @@ COMPATIBLE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "deepseek": ({}, {"reasoning": "thinking first"}),  # answers carry reasoning_content
     "perplexity": ({}, {"usage_always": True}),  # sent no stream_options, reports usage anyway
 }
-KINDS = ["azure", "openai", "anthropic", "bedrock", *COMPATIBLE]
+KINDS = ["azure", "openai", "anthropic", "gemini", "vertex", "bedrock", *COMPATIBLE]
 
 
 @pytest.fixture(scope="module")
@@ -177,31 +208,49 @@ async def case(
     openai_fake: oai.FakeUpstream,
     anthropic_fake: ant.FakeAnthropic,
     bedrock_fake: aws.FakeBedrock,
+    gemini_server: gem.FakeGemini,
 ) -> Any:
     kind = request.param
     openai_fake.reset()
     anthropic_fake.reset()
     bedrock_fake.reset()
+    gemini_server.reset()
     base_url = {
         "azure": openai_fake.url,
         "anthropic": anthropic_fake.url,
+        "gemini": gemini_server.url,
+        "vertex": gemini_server.url,
         "bedrock": bedrock_fake.url,
     }.get(kind, openai_fake.url + "/v1")
     options, quirks = COMPATIBLE.get(kind, ({}, {}))
     key = AWS_KEY if kind == "bedrock" else KEY
+
+    def secrets() -> list[str]:
+        return [key.secret.value, *(s.value for name, s in key.secrets.items() if name != "region")]
+
+    if kind == "vertex":
+        # A service account whose token comes from the fake's token endpoint.
+        account = gemini_server.service_account()
+        key = KeyConfig(secret=Secret(json.dumps(account)))
+        options = {"project": "contract-project", "location": "us-central1"}
+
+        def secrets() -> list[str]:
+            return [account["private_key"][40:100], *gemini_server.issued_tokens]
+
     config = ProviderConfig(name=kind, kind=kind, base_url=base_url, keys=(key,), options=options)
-    provider = build_provider(config, ProviderContext())
-    wire: Wire
-    if kind == "anthropic":
-        wire = AnthropicWire(anthropic_fake)
-    elif kind == "bedrock":
-        wire = BedrockWire(bedrock_fake)
-    else:
-        wire = OpenAIWire(openai_fake, quirks)
-    yield Case(provider, wire, "model-x", key)
+    provider = build_provider(config, ProviderContext(keep_raw=True))
+    wires: dict[str, Wire] = {
+        "anthropic": AnthropicWire(anthropic_fake),
+        "gemini": GeminiWire(gemini_server),
+        "vertex": GeminiWire(gemini_server),
+        "bedrock": BedrockWire(bedrock_fake),
+    }
+    model = "gemini-2.5-flash" if kind in ("gemini", "vertex") else "model-x"
+    yield Case(provider, wires.get(kind) or OpenAIWire(openai_fake, quirks), model, key, secrets)
     await provider.aclose()
 
 
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 TOOL = pb.Tool(
     type="function",
     function=pb.FunctionDefinition(
@@ -281,6 +330,45 @@ async def test_errors_are_classed_the_same_way(
             assert err.retry_after_s == 7
 
 
+async def test_a_multi_turn_tool_conversation(case: Case) -> None:
+    case.wire.tool_call("lookup", {"q": "weather"})
+    first = await case.send(tools=[TOOL])
+    (call,) = first.choices[0].message.tool_calls
+    case.wire.text("It is sunny.")
+    messages = [
+        pb.ChatMessage(role="user", text="weather?"),
+        first.choices[0].message,
+        pb.ChatMessage(role="tool", tool_call_id=call.id, text='{"sky": "clear"}'),
+        pb.ChatMessage(role="user", text="and so?"),
+    ]
+    second = await case.send(tools=[TOOL], messages=messages)
+    assert second.choices[0].message.text == "It is sunny."
+    assert second.choices[0].finish_reason == "stop"
+
+
+async def test_an_image_by_data_url(case: Case) -> None:
+    image = pb.ContentPart(type="image_url", image_url=pb.ImageUrl(url=f"data:image/png;base64,{PIXEL}"))
+    parts = pb.ContentParts(parts=[pb.ContentPart(type="text", text="What is this?"), image])
+    case.wire.text("A pixel.")
+    response = await case.send(messages=[pb.ChatMessage(role="user", parts=parts)])
+    assert response.choices[0].message.text == "A pixel."
+
+
+async def test_no_credential_reaches_bodies_or_errors(case: Case) -> None:
+    case.wire.text("hello")
+    answer = await case.send()
+    shown = [answer.extra_fields.raw_request_json, answer.extra_fields.raw_response_json]
+    assert all(shown)
+    for call in (case.send, case.stream):
+        case.wire.error("auth")
+        with pytest.raises(GatewayError) as caught:
+            await call()
+        shown += [caught.value.message, str(caught.value.to_attempt())]
+    text = "\n".join(shown)
+    for secret in case.secrets():
+        assert secret not in text
+
+
 async def test_a_stream_broken_midway_is_a_transient_failure(case: Case) -> None:
     case.wire.broken_stream()
     got: list[pb.ChatCompletionChunk] = []
@@ -297,7 +385,7 @@ async def test_a_stream_broken_midway_is_a_transient_failure(case: Case) -> None
 
 
 async def test_an_unreachable_upstream_is_transient() -> None:
-    for kind in KINDS:
+    for kind in ("azure", "openai", "anthropic", "gemini", "bedrock", *COMPATIBLE):
         key = AWS_KEY if kind == "bedrock" else KEY
         config = ProviderConfig(name=kind, kind=kind, base_url="http://127.0.0.1:9", keys=(key,))
         provider = build_provider(config, ProviderContext())

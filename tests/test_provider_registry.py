@@ -29,6 +29,9 @@ def _providers(section: dict[str, Any]) -> Any:
         ({"kind": "azure", "base_url": "http://x", "version": "1"}, "providers.p.version"),
         ({"kind": "anthropic", "default_max_tokens": "many"}, "providers.p.default_max_tokens"),
         ({"kind": "anthropic", "default_max_tokens": True}, "providers.p.default_max_tokens"),
+        ({"kind": "vertex", "location": "us-central1"}, "providers.p.project"),
+        ({"kind": "vertex", "project": "p", "location": ""}, "providers.p.location"),
+        ({"kind": "gemini", "schemas": "xml"}, "providers.p.schemas"),
         (
             {"kind": "openai", "keys": [{"value": "k", "session_token": "t"}]},
             "providers.p.keys[0].session_token",
@@ -55,7 +58,7 @@ def test_a_bad_provider_section_names_the_key(section: dict[str, Any], path: str
 
 
 def test_every_kind_builds_with_typed_options_and_its_default_base_url() -> None:
-    assert set(KINDS) >= {"azure", "openai", "anthropic"}
+    assert set(KINDS) >= {"azure", "openai", "anthropic", "gemini", "vertex"}
     azure = build_provider(
         _providers({"kind": "azure", "base_url": "http://x", "auth": "bearer"})["p"], ProviderContext()
     )
@@ -68,6 +71,14 @@ def test_every_kind_builds_with_typed_options_and_its_default_base_url() -> None
     assert anthropic.options == AnthropicOptions(version="2023-06-01", default_max_tokens=2048)  # type: ignore[attr-defined]
     assert build_provider(_providers({"kind": "openai"})["p"], ProviderContext()).config.base_url == (
         "https://api.openai.com/v1"
+    )
+    assert build_provider(_providers({"kind": "gemini"})["p"], ProviderContext()).config.base_url == (
+        "https://generativelanguage.googleapis.com"
+    )
+    # A default made from the options: Vertex AI's host is its location's.
+    vertex = _providers({"kind": "vertex", "project": "p", "location": "asia-northeast1"})["p"]
+    assert build_provider(vertex, ProviderContext()).config.base_url == (
+        "https://asia-northeast1-aiplatform.googleapis.com"
     )
 
 

@@ -24,6 +24,14 @@ from service.providers.anthropic import AnthropicOptions, AnthropicProvider
 from service.providers.azure import AzureOptions, AzureProvider
 from service.providers.base import Provider, ProviderContext
 from service.providers.compatible import PRESETS, CompatibleOptions, CompatibleProvider
+from service.providers.google import (
+    GEMINI_BASE_URL,
+    GeminiOptions,
+    GeminiProvider,
+    VertexOptions,
+    VertexProvider,
+    vertex_base_url,
+)
 from service.providers.openai import OpenAIOptions, OpenAIProvider
 from switchyard.config import ConfigError, ProviderConfig
 
@@ -36,8 +44,9 @@ class Kind:
     options: type[Any]  # a frozen dataclass of the kind's own settings
     # Secrets a key may carry besides its `value` (Bedrock: access key, secret, session token).
     key_secrets: tuple[str, ...] = ()
-    # Used when the config gives no base_url ("" means the config must give one).
-    default_base_url: str = ""
+    # Used when the config gives no base_url ("" means the config must give one); a function
+    # makes it from the kind's typed options (Vertex AI's host depends on its location).
+    default_base_url: str | Callable[[Any], str] = ""
     # The options a section starts from (a preset's); the section's own settings replace them
     # one by one. None: the options dataclass's defaults.
     defaults: Any = None
@@ -67,6 +76,8 @@ KINDS: Mapping[str, Kind] = {
             default_base_url=bedrock.DEFAULT_BASE_URL,
             check=bedrock.check_config,
         ),
+        Kind("gemini", GeminiProvider, GeminiOptions, default_base_url=GEMINI_BASE_URL),
+        Kind("vertex", VertexProvider, VertexOptions, default_base_url=vertex_base_url),
     )
 }
 
@@ -89,23 +100,25 @@ def _resolve(config: ProviderConfig) -> tuple[Kind, ProviderConfig, Any]:
         raise ConfigError(
             f"{path}.kind", f"unknown provider kind {config.kind!r} (known: {', '.join(KINDS)})"
         )
+    options = _options(kind.options, config.options, path, kind.name, kind.defaults)
     if not config.base_url:
-        if not kind.default_base_url:
+        default = kind.default_base_url
+        if not default:
             raise ConfigError(f"{path}.base_url", "is required")
-        config = dataclasses.replace(config, base_url=kind.default_base_url)
+        base_url = default if isinstance(default, str) else default(options)
+        config = dataclasses.replace(config, base_url=base_url)
     for i, key in enumerate(config.keys):
         unknown = sorted(set(key.secrets) - set(kind.key_secrets))
         if unknown:
             raise ConfigError(
                 f"{path}.keys[{i}].{unknown[0]}", f"is not a key setting of provider kind {kind.name!r}"
             )
-    options = _options(kind.options, config.options, path, kind.defaults)
     if kind.check is not None:
         kind.check(config, options)
     return kind, config, options
 
 
-def _options(cls: type[Any], raw: Mapping[str, Any], path: str, defaults: Any = None) -> Any:
+def _options(cls: type[Any], raw: Mapping[str, Any], path: str, kind: str, defaults: Any = None) -> Any:
     """The kind's options dataclass from the raw mapping, checking names and types.
 
     An options class may also define ``check(path)``, raising ConfigError for what types alone
@@ -120,6 +133,10 @@ def _options(cls: type[Any], raw: Mapping[str, Any], path: str, defaults: Any = 
                 f"{path}.{name}", f"is not a setting of this provider kind (its settings: {known})"
             )
         values[name] = _coerce(value, hints[name], f"{path}.{name}")
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and defaults is None and values.get(f.name) in (None, ""):
+            raise ConfigError(f"{path}.{f.name}", f"is required for provider kind {kind!r}")
     options = cls(**values) if defaults is None else dataclasses.replace(defaults, **values)
     check = getattr(options, "check", None)
     if check is not None:
