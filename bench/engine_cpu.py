@@ -18,6 +18,7 @@ Set ``SY_BENCH_LOGS=1`` to keep the request log on (SQLite in a temporary folder
 ``none`` (the default), ``metrics``, ``access`` (the access log line, written to /dev/null),
 ``tracing`` (every call sampled, exported over OTLP/HTTP to a receiver in this process, whose
 encoding and export run on the SDK's thread and count here), or ``all``.
+``SY_BENCH_SAMPLE_RATIO`` sets ``telemetry.tracing.sample_ratio`` (default 1.0: every call traced).
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ async def measure(
             "logging": {"level": "info", "access_log": "access" in on},
             "telemetry": {
                 "metrics": {"enabled": "metrics" in on},
-                "tracing": {"otlp_endpoint": otlp_url if "tracing" in on else ""},
+                "tracing": {
+                    "otlp_endpoint": otlp_url if "tracing" in on else "",
+                    "sample_ratio": float(os.environ.get("SY_BENCH_SAMPLE_RATIO", "1.0")),
+                },
             },
             "providers": {
                 "azure": {

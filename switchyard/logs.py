@@ -47,12 +47,28 @@ def configure(config: LoggingConfig) -> None:
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    """What ``extra=`` put on the record; fields without a value are left out."""
+    """The record's own fields, without the empty ones: its ``fields`` mapping (the access
+    line's, see :func:`log_fields`), else whatever ``extra=`` put on it."""
+    attributes = record.__dict__
+    given = attributes.get("fields")
+    if isinstance(given, dict):
+        return {k: v for k, v in given.items() if v is not None}
     return {
-        k: v
-        for k, v in record.__dict__.items()
-        if v is not None and k not in _STANDARD and not k.startswith("_")
+        k: v for k, v in attributes.items() if v is not None and k not in _STANDARD and not k.startswith("_")
     }
+
+
+def log_fields(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
+    """Log ``message`` with ``fields``, the cheap way, for a line written on every request.
+
+    ``logger.info(..., extra=…)`` costs ~22 µs here: it walks the stack for the caller's file and
+    line, and copies each extra onto the record. This makes the record directly, with the fields
+    as one attribute, and hands it to the handlers (a filter or level still applies)."""
+    if not logger.isEnabledFor(level):
+        return
+    record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
+    record.fields = fields
+    logger.handle(record)
 
 
 class JsonFormatter(logging.Formatter):

@@ -223,6 +223,24 @@ async def test_no_content_by_default_and_a_refusal_is_an_event() -> None:
     assert dict(event.attributes or {}) == {"http.response.status_code": 429, "error.type": "rate_limited"}
 
 
+async def test_an_unsampled_call_records_nothing_but_passes_the_decision_on() -> None:
+    upstream = Upstream()
+    seen: list[httpx.Request] = []
+
+    def answer(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return ok()(req)
+
+    upstream.replies["primary"] = [answer]
+    exporter, plugin = tracing()
+    sy = engine(upstream, [plugin, Refuser()])
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"  # the caller did not sample
+    await sy.create(request(), metadata=[("traceparent", caller)])
+    assert exporter.get_finished_spans() == ()
+    trace_id, span_id, flags = seen[0].headers["traceparent"].split("-")[1:]
+    assert trace_id == "0af7651916cd43dd8448eb211c80319c" and flags == "00" and span_id != "b7ad6b7169203331"
+
+
 # ---------------------------------------------------------------- logs
 
 
@@ -259,7 +277,7 @@ async def test_the_access_line_is_one_per_call(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.INFO, logger="switchyard.access"):
         await sy.create(request())
     (line,) = [r for r in caplog.records if r.name == "switchyard.access"]
-    fields = line.__dict__
+    fields = line.__dict__["fields"]
     assert fields["status"] == 200 and fields["provider"] == "primary" and fields["key_id"] == "vk-1"
     assert fields["prompt_tokens"] == 2 and fields["attempts"] == 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from service.pipeline import CallContext, Plugin
-from switchyard.logs import ACCESS_LOGGER
+from switchyard.logs import ACCESS_LOGGER, log_fields
 
 log = logging.getLogger(ACCESS_LOGGER)
 
@@ -23,12 +23,11 @@ class AccessLogPlugin(Plugin):
             return
         target = ctx.target
         usage = ctx.usage
-        log.info(
-            "%s %s -> %d",
-            ctx.request_type,
-            ctx.model_requested,
-            ctx.status,
-            extra={
+        log_fields(
+            log,
+            logging.INFO,
+            f"{ctx.request_type} {ctx.model_requested} -> {ctx.status}",
+            {
                 "route": ctx.request_type,
                 "status": ctx.status,
                 "latency_ms": ctx.latency_ms(),

@@ -109,13 +109,25 @@ def _exporter(protocol: str, endpoint: str) -> SpanExporter:
 @dataclass(slots=True)
 class _Trace:
     span: Span
-    context: Context
+    context: Context | None  # the span's, as the parent of the attempts (None: not recording)
     tracestate: str = ""  # the caller's, passed on upstream with each attempt's traceparent
     attempt: Span | None = None  # the attempt in progress (a stream's stays open to its end)
     retries: dict[str, int] = field(default_factory=dict)  # attempts so far, by target label
     finish_reasons: list[str] = field(default_factory=list)
     response: tuple[str, str] | None = None  # (id, model) of the answer
     completion: list[str] | None = None
+    recording: bool = True
+
+
+def _send_upstream(span: Span, tracestate: str) -> None:
+    """The W3C traceparent of ``span`` for the upstream request, formatted directly (the
+    propagator's ``inject`` would build a context first)."""
+    sc = span.get_span_context()
+    if sc.is_valid:
+        headers = {"traceparent": f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"}
+        if tracestate:
+            headers["tracestate"] = tracestate
+        upstream_headers.set(headers)
 
 
 class TracingPlugin(Plugin):
@@ -147,23 +159,29 @@ class TracingPlugin(Plugin):
                 break
         request = ctx.request
         model = ctx.model_requested
+        span = self._tracer.start_span(f"chat {model}", context=parent, kind=SpanKind.SERVER)
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            current_trace_id.set(format(span_context.trace_id, "032x"))
+        if not span.is_recording():
+            # Not sampled: no attributes and no attempt spans, only the decision passed on.
+            ctx.slots[self.slot] = _Trace(span, None, tracestate, recording=False)
+            return None
         attributes = _request_attributes(request, model)
         attributes["switchyard.request_id"] = ctx.request_id
         if self._content:
             attributes["gen_ai.input.messages"] = _messages_json(request)
-        span = self._tracer.start_span(
-            f"chat {model}", context=parent, kind=SpanKind.SERVER, attributes=attributes
-        )
+        span.set_attributes(attributes)
         ctx.slots[self.slot] = _Trace(
             span, set_span_in_context(span), tracestate, completion=[] if self._content else None
         )
-        span_context = span.get_span_context()
-        if span_context.is_valid:
-            current_trace_id.set(format(span_context.trace_id, "032x"))
         return None
 
     def start_attempt(self, ctx: CallContext, target: Target, key_index: int) -> None:
         trace: _Trace = ctx.slots[self.slot]
+        if not trace.recording:
+            _send_upstream(trace.span, trace.tracestate)
+            return
         retry = trace.retries.get(target.label, 0)
         trace.retries[target.label] = retry + 1
         keys = self._keys.get(target.provider, ())
@@ -179,13 +197,7 @@ class TracingPlugin(Plugin):
                 "switchyard.retry": retry,
             },
         )
-        # W3C traceparent, formatted directly: the propagator's inject builds a context first.
-        sc = attempt.get_span_context()
-        if sc.is_valid:
-            headers = {"traceparent": f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"}
-            if trace.tracestate:
-                headers["tracestate"] = trace.tracestate
-            upstream_headers.set(headers)
+        _send_upstream(attempt, trace.tracestate)
 
     def on_attempt(
         self,
@@ -218,6 +230,8 @@ class TracingPlugin(Plugin):
 
     def on_response(self, ctx: CallContext, response: pb.ChatCompletionResponse) -> None:
         trace: _Trace = ctx.slots[self.slot]
+        if not trace.recording:
+            return
         for choice in response.choices:
             if choice.finish_reason:
                 trace.finish_reasons.append(choice.finish_reason)
@@ -227,6 +241,8 @@ class TracingPlugin(Plugin):
 
     def on_chunk(self, ctx: CallContext, chunk: pb.ChatCompletionChunk) -> None:
         trace: _Trace = ctx.slots[self.slot]
+        if not trace.recording:
+            return
         if trace.response is None and chunk.model:
             trace.response = (chunk.id, chunk.model)
         for choice in chunk.choices:
@@ -238,6 +254,9 @@ class TracingPlugin(Plugin):
     async def on_finish(self, ctx: CallContext) -> None:
         trace: _Trace = ctx.slots[self.slot]
         span = trace.span
+        if not trace.recording:
+            span.end()
+            return
         attributes: dict[str, Any] = {}
         target = ctx.target
         if target is not None:
