@@ -45,7 +45,6 @@ def configure(config: LoggingConfig) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging.logAsyncioTasks = False
     # httpx logs every upstream request at INFO: noise, and CPU on the hot path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not config.access_log:
