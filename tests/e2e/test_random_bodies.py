@@ -154,7 +154,11 @@ def _check(response: httpx.Response) -> None:
         assert isinstance(body["type"], str) and body["type"], body
         assert isinstance(body["error"]["message"], str), body
         if status >= 500:
-            assert body["is_bifrost_error"] is False or body["type"].startswith("upstream"), body
+            # A 5xx is the upstream's doing: its own error, one about it (upstream_*), or its
+            # silence past the test config's 2 s read timeout (504 timeout; seen on a loaded CI
+            # machine, where the fake upstream shares this process with hypothesis).
+            upstream_caused = body["type"].startswith("upstream") or body["type"] == "timeout"
+            assert body["is_bifrost_error"] is False or upstream_caused, body
 
 
 @pytest.mark.timeout(600)
