@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError, invalid_request
+from service.health import Health
 from service.pipeline import CallContext, ChatError, Metadata, Pipeline, Plugin
 from service.providers import Prepared, Provider
 from service.resilience import RetryPolicy, call_target, call_with_fallbacks
@@ -54,7 +55,12 @@ class ChatEngine:
         self._config = config
         self._providers = providers
         self.pipeline = Pipeline(plugins)
-        self._router = router or Router(config)
+        circuit = config.resilience.circuit
+        self._router = router or Router(
+            config, health=Health(circuit, config.providers) if circuit.enabled else None
+        )
+        # Circuit breakers (None when off): the Admin API and the metrics read them.
+        self.health = self._router.health
         self._retry = RetryPolicy(config.retries)
         self.stats = stats or ServiceStats()
         # At the end of a shutdown grace, streams still open get a 503 rather than a cut.
@@ -246,7 +252,7 @@ class ChatEngine:
         plan = pipeline.on_plan(ctx, self._router.plan(ctx.model_requested, request.fallbacks))
         stream = ctx.stream
 
-        async def try_target(target: Target) -> T:
+        async def try_target(target: Target, fallback_follows: bool) -> T:
             provider = self._provider(target)
             with _unserialisable(request):
                 prepared = provider.prepare(request, target, stream=stream)
@@ -268,7 +274,13 @@ class ChatEngine:
 
             try:
                 result = await call_target(
-                    target, provider.config, self._router, self._retry, attempt_with_key, ctx.attempts
+                    target,
+                    provider.config,
+                    self._router,
+                    self._retry,
+                    attempt_with_key,
+                    ctx.attempts,
+                    fallback_follows=fallback_follows,
                 )
             except BaseException as err:
                 await pipeline.after_target(ctx, target, err)
@@ -277,7 +289,7 @@ class ChatEngine:
             await pipeline.after_target(ctx, target, None)
             return result
 
-        return await call_with_fallbacks(plan, try_target, ctx.attempts)
+        return await call_with_fallbacks(plan, try_target, ctx.attempts, self._router.health)
 
     # ---------------------------------------------------------------- helpers
 

@@ -7,6 +7,12 @@
 - Across targets: a CALLER failure of the primary ends the request (no
   fallback); anything else moves on to the next target. When every target
   fails, the caller gets the *primary's* error, and every attempt is recorded.
+- Circuit breakers (``service/health.py``, when on): every attempt's outcome is
+  recorded; a target whose circuit is open is skipped (a ``circuit_open`` attempt),
+  and a target whose circuit opens during a call is not retried further when a
+  fallback remains. When *every* target of the plan is open, the primary is tried
+  anyway, with its usual retries: a request never fails without reaching an upstream,
+  and the configured order (not a guess at which cool-down is shortest) decides.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError
+from service.health import Admission, Health
 from service.routing import RoutePlan, Router, Target
 from switchyard.config import ProviderConfig, RetryConfig
 from switchyard.request_id import current_request_id
@@ -56,17 +63,26 @@ async def call_target(
     policy: RetryPolicy,
     attempt: Callable[[int], Awaitable[T]],
     attempts: list[pb.Attempt],
+    *,
+    fallback_follows: bool = False,
 ) -> T:
-    """Run ``attempt(key_index)`` against one target until it succeeds or retries run out."""
+    """Run ``attempt(key_index)`` against one target until it succeeds or retries run out.
+
+    ``fallback_follows``: another target comes after this one, so once this target's
+    circuit opens there is no point retrying it."""
+    health = router.health
     excluded: set[int] = set()
     retry = 0
     while True:
         key_index = router.choose_key(provider, target.model, excluded)
         if key_index is None:
             raise NoKeyAvailable(target)
+        key_probe = health is not None and health.take_key(target.provider, key_index) is Admission.PROBE
         try:
-            return await attempt(key_index)
+            result = await attempt(key_index)
         except GatewayError as err:
+            if health is not None:
+                health.record(target.provider, target.model, key_index, err.failure)
             attempts.append(err.to_attempt())
             # Status and class only: upstream messages may quote credentials.
             log.warning(
@@ -85,6 +101,8 @@ async def call_target(
                 excluded.discard(key_index)  # the only key left: wait for it
             if not err.failure.retryable or retry >= policy.config.max_retries:
                 raise
+            if fallback_follows and health is not None and health.target_open(target.provider, target.model):
+                raise  # this failure opened the circuit: go straight to the fallback
             delay = policy.backoff_s(retry)
             if err.retry_after_s is not None:
                 if err.retry_after_s > policy.config.max_retry_after_s:
@@ -92,20 +110,43 @@ async def call_target(
                 delay = max(delay, err.retry_after_s) if err.retry_after_s > 0 else 0.0
             retry += 1
             await asyncio.sleep(delay)
+        else:
+            if health is not None:
+                health.record(target.provider, target.model, key_index, None)
+            return result
+        finally:
+            if key_probe and health is not None:
+                # A probe that ended without a verdict (a caller error, a cancel) goes to the next call.
+                health.release_key(target.provider, key_index)
 
 
 async def call_with_fallbacks(
     plan: RoutePlan,
-    try_target: Callable[[Target], Awaitable[T]],
+    try_target: Callable[[Target, bool], Awaitable[T]],
     attempts: list[pb.Attempt],
+    health: Health | None = None,
 ) -> T:
-    """Try the plan's targets in order; re-raise the primary's error when all fail."""
+    """Try the plan's targets in order; re-raise the primary's error when all fail.
+
+    ``try_target(target, fallback_follows)``; ``health``: skip targets whose circuit is open."""
     for ref, why in plan.skipped:
         attempts.append(pb.Attempt(provider="", model=ref, error_type="fallback_skipped", message=why))
     primary_error: GatewayError | None = None
-    for index, target in enumerate(plan.targets):
+    targets = plan.targets
+    last = len(targets) - 1
+    primary_skip: pb.Attempt | None = None
+    for index, target in enumerate(targets):
+        admission = Admission.ADMITTED
+        if health is not None:
+            admission = health.admit_target(target.provider, target.model)
+            if admission is Admission.DENIED:
+                skip = _circuit_open(target, health)
+                attempts.append(skip)
+                if index == 0:
+                    primary_skip = skip
+                continue
         try:
-            return await try_target(target)
+            return await try_target(target, index < last)
         except GatewayError as err:
             if isinstance(err, NoKeyAvailable):
                 attempts.append(err.to_attempt())
@@ -113,5 +154,22 @@ async def call_with_fallbacks(
                 primary_error = err
             if index == 0 and not err.failure.falls_back:
                 raise
-    assert primary_error is not None  # plan.targets is never empty
+        finally:
+            if admission is Admission.PROBE and health is not None:
+                health.release_target(target.provider, target.model)
+    if primary_error is None:
+        # Every target is open. Failing without trying would be worse than no breaker.
+        assert primary_skip is not None  # plan.targets is never empty
+        primary_skip.message += "; every target is open, so it is tried anyway"
+        return await try_target(targets[0], False)
     raise primary_error
+
+
+def _circuit_open(target: Target, health: Health) -> pb.Attempt:
+    open_for_s = health.open_for_s(target.provider, target.model)
+    return pb.Attempt(
+        provider=target.provider,
+        model=target.model,
+        error_type="circuit_open",
+        message=f"skipped: its circuit is open for {open_for_s:.1f}s more",
+    )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError
+from service.health import Health
 from switchyard.config import Config, KeyConfig, ProviderConfig
 
 T = TypeVar("T")
@@ -45,9 +46,13 @@ class RoutePlan:
 
 
 class Router:
-    def __init__(self, config: Config, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, config: Config, rng: random.Random | None = None, health: Health | None = None
+    ) -> None:
         self._config = config
         self._rng = rng or random.Random()
+        # Circuit breakers (service/health.py): None when they are off.
+        self.health = health
 
     def plan(self, ref: str, request_fallbacks: Sequence[str]) -> RoutePlan:
         if not ref:
@@ -99,11 +104,22 @@ class Router:
         return Target(provider, model, ref, base_model)
 
     def choose_key(self, provider: ProviderConfig, model: str, exclude: Iterable[int] = ()) -> int | None:
-        """Index into ``provider.keys`` of a weighted-random eligible key, or None."""
+        """Index into ``provider.keys`` of a weighted-random eligible key, or None.
+
+        A key whose circuit is open is not chosen while another eligible key is usable;
+        when all of them are open, the one whose cool-down ends soonest is (a key is never
+        refused for its circuit alone: that would be worse than having no breaker)."""
         excluded = set(exclude)
         eligible = [i for i, key in enumerate(provider.keys) if i not in excluded and key_allows(key, model)]
         if not eligible:
             return None
+        health = self.health
+        if health is not None and health.keys:
+            name = provider.name
+            usable = [i for i in eligible if health.key_available(name, i)]
+            if not usable:
+                return min(eligible, key=lambda i: health.key_open_until(name, i))
+            eligible = usable
         return self._weighted(eligible, [provider.keys[i].weight for i in eligible])
 
     def _weighted(self, items: Sequence[T], weights: list[float]) -> T:

@@ -110,6 +110,28 @@ class TimeoutConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CircuitConfig:
+    """Circuit breakers per target (provider + model) and per key: see service/health.py."""
+
+    enabled: bool = True
+    # This many provider-caused failures in a row open the circuit (0: never on this count).
+    consecutive_failures: int = 5
+    # Or this share of failures among the last ``window_s`` seconds' attempts, once there
+    # were at least ``min_requests`` of them (0: never on the rate).
+    failure_rate: float = 0.5
+    window_s: float = 30.0
+    min_requests: int = 10
+    # The first cool-down; each failed probe doubles it, up to ``max_cooldown_s``.
+    cooldown_s: float = 5.0
+    max_cooldown_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    circuit: CircuitConfig = CircuitConfig()
+
+
+@dataclass(frozen=True, slots=True)
 class KeyConfig:
     secret: Secret  # the key's `value`
     weight: float = 1.0
@@ -335,6 +357,7 @@ class Config:
     routing: RoutingConfig = RoutingConfig()
     retries: RetryConfig = RetryConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
+    resilience: ResilienceConfig = ResilienceConfig()
     logging: LoggingConfig = LoggingConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
@@ -393,6 +416,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
             "routing",
             "retries",
             "timeouts",
+            "resilience",
             "logging",
             "telemetry",
             "providers",
@@ -436,6 +460,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
         routing=routing,
         retries=reader.section(root, "retries", RetryConfig),
         timeouts=reader.section(root, "timeouts", TimeoutConfig),
+        resilience=reader.resilience(root.get("resilience")),
         logging=logging_config,
         telemetry=reader.telemetry(root.get("telemetry")),
         providers=providers,
@@ -535,6 +560,18 @@ class _Reader:
         rest = {k: v for k, v in raw.items() if k == "metrics_host" or (k == "metrics_port" and v != 0)}
         server = self.section({"telemetry": rest}, "telemetry", _TelemetryServer)
         return TelemetryConfig(metrics, server.metrics_port, server.metrics_host, tracing)
+
+    def resilience(self, spec: Any) -> ResilienceConfig:
+        raw = self.mapping(spec, "resilience")
+        self.only(raw, "resilience", {"circuit"})
+        circuit = self.section(raw, "circuit", CircuitConfig, "resilience.circuit")
+        if circuit.failure_rate > 1:
+            raise ConfigError("resilience.circuit.failure_rate", "must be between 0 and 1")
+        if circuit.failure_rate and circuit.window_s <= 0:
+            raise ConfigError("resilience.circuit.window_s", "must be positive when failure_rate is set")
+        if circuit.max_cooldown_s < circuit.cooldown_s:
+            raise ConfigError("resilience.circuit.max_cooldown_s", "must be at least cooldown_s")
+        return ResilienceConfig(circuit)
 
     def port(self, value: Any, path: str) -> int:
         return port_number(self.resolve(value, path) if isinstance(value, str) else value, path)
