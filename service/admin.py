@@ -22,6 +22,7 @@ from service.auth import hash_secret, key_prefix, new_virtual_key
 from service.counters import CountersUnavailable
 from service.errors import GatewayError, invalid_request
 from service.governance import Admission, Governance, refusal
+from service.health import Health
 from service.records import LogEntry, LogQuery, Team, UsageRow, VirtualKey
 from service.stats import ServiceStats
 from service.store import AlreadyExists, StoreError
@@ -37,9 +38,12 @@ _MAX_PAGE = 1000
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    def __init__(self, governance: Governance, stats: ServiceStats | None = None) -> None:
+    def __init__(
+        self, governance: Governance, stats: ServiceStats | None = None, health: Health | None = None
+    ) -> None:
         self._gov = governance
         self._stats = stats or ServiceStats()
+        self._health = health
         self._store = governance.store
         self._cache = governance.keys
 
@@ -252,6 +256,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 unpriced_models=sorted(gov.unpriced_models),
                 malformed_stream_chunks=self._stats.malformed_stream_chunks,
                 streams_ended_at_shutdown=self._stats.streams_ended_at_shutdown,
+                circuits=_circuits(self._health),
             )
             if gov.logs is not None:
                 stats.request_logs_dropped = gov.logs.dropped
@@ -420,3 +425,23 @@ def _usage_view(row: UsageRow) -> apb.UsageRow:
         total_tokens=row.total_tokens,
         cost=row.cost,
     )
+
+
+def _circuits(health: Health | None) -> list[apb.Circuit]:
+    if health is None:
+        return []
+    now_ms = time.time() * 1000
+    return [
+        apb.Circuit(
+            provider=view.provider,
+            model=view.model,
+            key=view.key,
+            state=view.state.name.lower(),
+            consecutive_failures=view.consecutive_failures,
+            window_failures=view.window_failures,
+            window_requests=view.window_requests,
+            open_until_ms=round(now_ms + view.open_for_s * 1000) if view.open_for_s else 0,
+            open_for_s=round(view.open_for_s, 3),
+        )
+        for view in health.views()
+    ]

@@ -274,6 +274,11 @@ class Health:
             views.append(CircuitView(provider, "", name or str(index), *_figures(c, now)))
         return views
 
+    def target_states(self) -> list[tuple[str, str, int]]:
+        """(provider, model, state) per target: the ``switchyard_circuit_state`` gauge's samples."""
+        now = self.clock()
+        return [(p, m, int(_figures(c, now)[0])) for (p, m), c in self.targets.items()]
+
 
 def _figures(circuit: Circuit, now: float) -> tuple[CircuitState, int, int, int, float]:
     state = circuit.state

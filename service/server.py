@@ -28,7 +28,7 @@ from service.stats import ServiceStats
 from service.store import open_store
 from switchyard.config import Config, ConfigError
 from switchyard.grpc_options import grpc_options, server_options
-from switchyard.metrics import ProcessMetrics, serve_metrics
+from switchyard.metrics import CircuitStateGauge, ProcessMetrics, serve_metrics
 from switchyard.open_streams import STREAM_END_S, OpenStreams
 from switchyard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
@@ -169,7 +169,9 @@ async def start_service(
         plugins = build_plugins(config, governance, metrics, streams, tracer_provider)
         engine = ChatEngine(config, providers, plugins, stats=stats, streams=streams)
         servicer = ChatCompletionsServicer(engine)
-        admin = AdminServicer(governance, engine.stats)
+        admin = AdminServicer(governance, engine.stats, engine.health)
+        if engine.health is not None and config.telemetry.metrics.enabled:
+            metrics.registry.register(CircuitStateGauge(engine.health.target_states))
         chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         health_servicer = health.aio.HealthServicer()

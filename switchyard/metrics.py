@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,6 +39,7 @@ from switchyard.config import MetricsConfig
 
 __all__ = [
     "CONTENT_TYPE",
+    "CircuitStateGauge",
     "CounterVec",
     "HistogramVec",
     "LabelCap",
@@ -216,6 +217,25 @@ class OpenStreamsGauge(Collector):
         yield GaugeMetricFamily(
             "switchyard_open_streams", "Streams being sent to callers.", value=len(self._streams)
         )
+
+
+class CircuitStateGauge(Collector):
+    """``switchyard_circuit_state{provider,model}``: each target's circuit (0 closed, 1 open,
+    2 half-open), read at scrape time from ``states`` (the service's health, which this
+    floor must not import). Targets that never failed have no circuit and no series."""
+
+    def __init__(self, states: Callable[[], Iterable[tuple[str, str, int]]]) -> None:
+        self._states = states
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "switchyard_circuit_state",
+            "Circuit breaker state per target: 0 closed, 1 open, 2 half-open (this replica).",
+            labels=("provider", "model"),
+        )
+        for provider, model, state in self._states():
+            family.add_metric((provider, model), state)
+        yield family
 
 
 async def serve_metrics(metrics: ProcessMetrics, host: str, port: int) -> asyncio.Server:

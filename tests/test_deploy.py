@@ -601,6 +601,7 @@ def test_every_alert_rule_is_complete() -> None:
         "SwitchyardRequestLogDrops",
         "SwitchyardBudgetRefusalsRising",
         "SwitchyardUpstreamFailing",
+        "SwitchyardCircuitOpen",
     }
     for rule in rules:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations", "keep_firing_for"}, rule[

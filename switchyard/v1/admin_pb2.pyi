@@ -309,7 +309,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("request_logs_dropped", "request_logs_written", "request_logs_queued", "request_log_write_errors", "unpriced_requests", "unpriced_models", "malformed_stream_chunks", "streams_ended_at_shutdown")
+    __slots__ = ("request_logs_dropped", "request_logs_written", "request_logs_queued", "request_log_write_errors", "unpriced_requests", "unpriced_models", "malformed_stream_chunks", "streams_ended_at_shutdown", "circuits")
     REQUEST_LOGS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_LOGS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_LOGS_QUEUED_FIELD_NUMBER: _ClassVar[int]
@@ -318,6 +318,7 @@ class Stats(_message.Message):
     UNPRICED_MODELS_FIELD_NUMBER: _ClassVar[int]
     MALFORMED_STREAM_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     STREAMS_ENDED_AT_SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    CIRCUITS_FIELD_NUMBER: _ClassVar[int]
     request_logs_dropped: int
     request_logs_written: int
     request_logs_queued: int
@@ -326,4 +327,27 @@ class Stats(_message.Message):
     unpriced_models: _containers.RepeatedScalarFieldContainer[str]
     malformed_stream_chunks: int
     streams_ended_at_shutdown: int
-    def __init__(self, request_logs_dropped: _Optional[int] = ..., request_logs_written: _Optional[int] = ..., request_logs_queued: _Optional[int] = ..., request_log_write_errors: _Optional[int] = ..., unpriced_requests: _Optional[int] = ..., unpriced_models: _Optional[_Iterable[str]] = ..., malformed_stream_chunks: _Optional[int] = ..., streams_ended_at_shutdown: _Optional[int] = ...) -> None: ...
+    circuits: _containers.RepeatedCompositeFieldContainer[Circuit]
+    def __init__(self, request_logs_dropped: _Optional[int] = ..., request_logs_written: _Optional[int] = ..., request_logs_queued: _Optional[int] = ..., request_log_write_errors: _Optional[int] = ..., unpriced_requests: _Optional[int] = ..., unpriced_models: _Optional[_Iterable[str]] = ..., malformed_stream_chunks: _Optional[int] = ..., streams_ended_at_shutdown: _Optional[int] = ..., circuits: _Optional[_Iterable[_Union[Circuit, _Mapping]]] = ...) -> None: ...
+
+class Circuit(_message.Message):
+    __slots__ = ("provider", "model", "key", "state", "consecutive_failures", "window_failures", "window_requests", "open_until_ms", "open_for_s")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    key: str
+    state: str
+    consecutive_failures: int
+    window_failures: int
+    window_requests: int
+    open_until_ms: int
+    open_for_s: float
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., key: _Optional[str] = ..., state: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., window_failures: _Optional[int] = ..., window_requests: _Optional[int] = ..., open_until_ms: _Optional[int] = ..., open_for_s: _Optional[float] = ...) -> None: ...
