@@ -18,6 +18,7 @@ Set ``SY_BENCH_LOGS=1`` to keep the request log on (SQLite in a temporary folder
 ``none`` (the default), ``metrics``, ``access`` (the access log line, written to /dev/null),
 ``tracing`` (every call sampled, exported over OTLP/HTTP to a receiver in this process, whose
 encoding and export run on the SDK's thread and count here), or ``all``.
+``SY_BENCH_CIRCUIT=0`` turns the circuit breakers off (``resilience.circuit.enabled``: on by default).
 ``SY_BENCH_SAMPLE_RATIO`` sets ``telemetry.tracing.sample_ratio`` (default 1.0: every call traced).
 """
 
@@ -94,6 +95,7 @@ async def measure(
             "routing": {"default_provider": "azure"},
             "store": {"url": f"sqlite:///{folder}/bench.db"},
             "request_logs": {"enabled": logs},
+            "resilience": {"circuit": {"enabled": os.environ.get("SY_BENCH_CIRCUIT", "1") != "0"}},
             "logging": {"level": "info", "access_log": "access" in on},
             "telemetry": {
                 "metrics": {"enabled": "metrics" in on},
