@@ -170,8 +170,10 @@ async def start_service(
         engine = ChatEngine(config, providers, plugins, stats=stats, streams=streams)
         servicer = ChatCompletionsServicer(engine)
         admin = AdminServicer(governance, engine.stats, engine.health)
-        if engine.health is not None and config.telemetry.metrics.enabled:
-            metrics.registry.register(CircuitStateGauge(engine.health.target_states))
+        if config.telemetry.metrics.enabled:
+            # Registered with breakers off too (no series then): dashboards and alerts find the family.
+            breakers = engine.health
+            metrics.registry.register(CircuitStateGauge(breakers.target_states if breakers else tuple))
         chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
         health_servicer = health.aio.HealthServicer()
