@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
-from service.errors import FailureClass, GatewayError, invalid_request
+from service.errors import FailureClass, GatewayError, UpstreamError, invalid_request
 from service.pipeline import CallContext, ChatError, Metadata, Pipeline, Plugin
 from service.providers import Prepared, Provider
 from service.resilience import RetryPolicy, call_target, call_with_fallbacks
@@ -98,7 +98,18 @@ class ChatEngine:
     async def _send(
         self, provider: Provider, prepared: Prepared, key_index: int
     ) -> pb.ChatCompletionResponse:
-        return await provider.send(prepared, provider.config.keys[key_index])
+        target = prepared.target
+        ttft_s = (target.timeouts or provider.config.timeouts).ttft_s
+        # Here rather than the socket's read timeout: it holds for every provider and transport
+        # (a token fetch, a mock) and says which limit was hit.
+        limit = asyncio.timeout(ttft_s)
+        try:
+            async with limit:
+                return await provider.send(prepared, provider.config.keys[key_index])
+        except TimeoutError:
+            if limit.expired():  # not the call's own deadline, which is the caller's business
+                raise _silent(target, ttft_s) from None
+            raise
 
     # ---------------------------------------------------------------- streaming
 
@@ -171,6 +182,11 @@ class ChatEngine:
         target = ctx.target
         fill_extra = self._fill_extra
         index = 0
+        if target is not None:
+            idle_s = (target.timeouts or self._provider(target).config.timeouts).stream_idle_s
+        else:
+            idle_s = self._config.timeouts.stream_idle_s  # a plugin's answer: nothing to wait for
+        next_chunk = rest.__anext__
 
         def outgoing(chunk: pb.ChatCompletionChunk) -> bool:
             """Account for ``chunk`` and say whether the caller gets it (a plain call per chunk:
@@ -199,7 +215,20 @@ class ChatEngine:
                 if outgoing(chunk):
                     index += 1
                     yield chunk
-            async for chunk in rest:
+            while True:
+                # Per chunk, and never across the yield: the task reading this stream may change
+                # between chunks, and a timeout belongs to the task that entered it.
+                limit = asyncio.timeout(idle_s)
+                try:
+                    async with limit:
+                        chunk = await next_chunk()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if not limit.expired():
+                        raise
+                    assert target is not None  # a plugin's answer never waits
+                    raise _silent(target, idle_s, stalled=True) from None
                 if outgoing(chunk):
                     index += 1
                     yield chunk
@@ -217,17 +246,24 @@ class ChatEngine:
 
     async def _open(self, provider: Provider, prepared: Prepared, key_index: int) -> _Opened:
         """Open a stream and read it up to its first content chunk."""
+        target = prepared.target
+        ttft_s = (target.timeouts or provider.config.timeouts).ttft_s
         chunks = provider.stream(prepared, provider.config.keys[key_index])
         # Chunks before the first content (Azure's filter results, the role chunk) are
-        # held back, so a failure up to there can still fall back.
+        # held back, so a failure up to there can still fall back. A role chunk or a keep-alive
+        # is no answer: ttft_s runs until the first content.
         held: list[pb.ChatCompletionChunk] = []
+        limit = asyncio.timeout(ttft_s)
         try:
-            async for chunk in chunks:
-                held.append(chunk)
-                if _has_content(chunk):
-                    return held, chunks
-        except BaseException:
+            async with limit:
+                async for chunk in chunks:
+                    held.append(chunk)
+                    if _has_content(chunk):
+                        return held, chunks
+        except BaseException as exc:
             await chunks.aclose()  # type: ignore[attr-defined]
+            if isinstance(exc, TimeoutError) and limit.expired():
+                raise _silent(target, ttft_s) from None
             raise
         return held, _empty()
 
@@ -374,6 +410,20 @@ async def _empty() -> AsyncIterator[pb.ChatCompletionChunk]:
 
 def _shutdown_error() -> GatewayError:
     return GatewayError(503, SHUTTING_DOWN_TYPE, SHUTTING_DOWN_MESSAGE, failure=FailureClass.TRANSIENT)
+
+
+def _silent(target: Target, seconds: float, *, stalled: bool = False) -> GatewayError:
+    """An upstream that said nothing for too long: a TIMEOUT, which falls back (before the first
+    content) without a retry on the same target unless ``retries.retry_timeouts``."""
+    if stalled:
+        message = f"the upstream stream stalled: no chunk for {seconds:g} s (timeouts.stream_idle_s)"
+    else:
+        message = f"the upstream sent no answer within {seconds:g} s (timeouts.ttft_s)"
+    err = UpstreamError(
+        504, "timeout", message, failure=FailureClass.TIMEOUT, provider=target.provider, model=target.model
+    )
+    err.from_upstream = False  # as the transport's own timeouts: no upstream status to report
+    return err
 
 
 def _deadline_error() -> GatewayError:
