@@ -187,6 +187,7 @@ class ChatEngine:
         else:
             idle_s = self._config.timeouts.stream_idle_s  # a plugin's answer: nothing to wait for
         next_chunk = rest.__anext__
+        watch = _StallWatch(idle_s)
 
         def outgoing(chunk: pb.ChatCompletionChunk) -> bool:
             """Account for ``chunk`` and say whether the caller gets it (a plain call per chunk:
@@ -216,19 +217,18 @@ class ChatEngine:
                     index += 1
                     yield chunk
             while True:
-                # Per chunk, and never across the yield: the task reading this stream may change
-                # between chunks, and a timeout belongs to the task that entered it.
-                limit = asyncio.timeout(idle_s)
+                watch.begin()
                 try:
-                    async with limit:
-                        chunk = await next_chunk()
+                    chunk = await next_chunk()
                 except StopAsyncIteration:
                     break
-                except TimeoutError:
-                    if not limit.expired():
-                        raise
-                    assert target is not None  # a plugin's answer never waits
-                    raise _silent(target, idle_s, stalled=True) from None
+                except asyncio.CancelledError:
+                    if watch.fired():
+                        assert target is not None  # a plugin's answer never waits
+                        raise _silent(target, idle_s, stalled=True) from None
+                    raise
+                finally:
+                    watch.reading = False
                 if outgoing(chunk):
                     index += 1
                     yield chunk
@@ -242,6 +242,7 @@ class ChatEngine:
             )
             raise ctx.fail(err) from None
         finally:
+            watch.close()
             await rest.aclose()  # type: ignore[attr-defined]
 
     async def _open(self, provider: Provider, prepared: Prepared, key_index: int) -> _Opened:
@@ -410,6 +411,62 @@ async def _empty() -> AsyncIterator[pb.ChatCompletionChunk]:
 
 def _shutdown_error() -> GatewayError:
     return GatewayError(503, SHUTTING_DOWN_TYPE, SHUTTING_DOWN_MESSAGE, failure=FailureClass.TRANSIENT)
+
+
+class _StallWatch:
+    """``stream_idle_s`` for one stream: the reading task is cancelled when a chunk read has
+    waited longer than ``idle_s``.
+
+    A timeout per chunk read (``asyncio.timeout``) arms and cancels a timer each time, about a
+    fifth of a stream's CPU (bench.engine_cpu). This keeps one timer for the stream, re-armed
+    only when it comes due (every ``idle_s`` at most), so a chunk costs a clock read. Time spent
+    suspended at the ``yield`` (a slow client) is not the upstream's silence: each read starts
+    its own wait, and the task is noted per read because the one reading a stream can change.
+    """
+
+    __slots__ = ("_cancelled", "_handle", "_idle_s", "_loop", "_started", "_task", "reading")
+
+    def __init__(self, idle_s: float) -> None:
+        self._idle_s = idle_s
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._started = 0.0
+        self._cancelled = False
+        self.reading = False
+
+    def begin(self) -> None:
+        """A chunk read starts (the caller sets ``reading`` False when it ends)."""
+        self._task = asyncio.current_task()
+        self._started = self._loop.time()
+        self.reading = True
+        if self._handle is None:
+            self._handle = self._loop.call_at(self._started + self._idle_s, self._due)
+
+    def _due(self) -> None:
+        deadline = self._started + self._idle_s
+        if not self.reading:
+            deadline = self._loop.time() + self._idle_s  # between reads: nothing to measure yet
+        elif self._loop.time() >= deadline and self._task is not None:
+            # The task is suspended inside the read, so that is where the cancel lands.
+            self._cancelled = True
+            self._handle = None
+            self._task.cancel()
+            return
+        self._handle = self._loop.call_at(deadline, self._due)
+
+    def fired(self) -> bool:
+        """Was this cancel ours (and only ours)? Then it is a stall, not the caller leaving."""
+        if not self._cancelled:
+            return False
+        self._cancelled = False
+        assert self._task is not None
+        return self._task.uncancel() == 0
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _silent(target: Target, seconds: float, *, stalled: bool = False) -> GatewayError:
