@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
-from service.errors import FailureClass, GatewayError, invalid_request
+from service.errors import FailureClass, GatewayError, UpstreamError, invalid_request
 from service.health import Health
 from service.pipeline import CallContext, ChatError, Metadata, Pipeline, Plugin
 from service.providers import Prepared, Provider
@@ -104,7 +104,18 @@ class ChatEngine:
     async def _send(
         self, provider: Provider, prepared: Prepared, key_index: int
     ) -> pb.ChatCompletionResponse:
-        return await provider.send(prepared, provider.config.keys[key_index])
+        target = prepared.target
+        ttft_s = (target.timeouts or provider.config.timeouts).ttft_s
+        # Here rather than the socket's read timeout: it holds for every provider and transport
+        # (a token fetch, a mock) and says which limit was hit.
+        limit = asyncio.timeout(ttft_s)
+        try:
+            async with limit:
+                return await provider.send(prepared, provider.config.keys[key_index])
+        except TimeoutError:
+            if limit.expired():  # not the call's own deadline, which is the caller's business
+                raise _silent(target, ttft_s) from None
+            raise
 
     # ---------------------------------------------------------------- streaming
 
@@ -177,6 +188,12 @@ class ChatEngine:
         target = ctx.target
         fill_extra = self._fill_extra
         index = 0
+        if target is not None:
+            idle_s = (target.timeouts or self._provider(target).config.timeouts).stream_idle_s
+        else:
+            idle_s = self._config.timeouts.stream_idle_s  # a plugin's answer: nothing to wait for
+        next_chunk = rest.__anext__
+        watch = _StallWatch(idle_s)
 
         def outgoing(chunk: pb.ChatCompletionChunk) -> bool:
             """Account for ``chunk`` and say whether the caller gets it (a plain call per chunk:
@@ -205,7 +222,19 @@ class ChatEngine:
                 if outgoing(chunk):
                     index += 1
                     yield chunk
-            async for chunk in rest:
+            while True:
+                watch.begin()
+                try:
+                    chunk = await next_chunk()
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError:
+                    if watch.fired():
+                        assert target is not None  # a plugin's answer never waits
+                        raise _silent(target, idle_s, stalled=True) from None
+                    raise
+                finally:
+                    watch.reading = False
                 if outgoing(chunk):
                     index += 1
                     yield chunk
@@ -219,21 +248,29 @@ class ChatEngine:
             )
             raise ctx.fail(err) from None
         finally:
+            watch.close()
             await rest.aclose()  # type: ignore[attr-defined]
 
     async def _open(self, provider: Provider, prepared: Prepared, key_index: int) -> _Opened:
         """Open a stream and read it up to its first content chunk."""
+        target = prepared.target
+        ttft_s = (target.timeouts or provider.config.timeouts).ttft_s
         chunks = provider.stream(prepared, provider.config.keys[key_index])
         # Chunks before the first content (Azure's filter results, the role chunk) are
-        # held back, so a failure up to there can still fall back.
+        # held back, so a failure up to there can still fall back. A role chunk or a keep-alive
+        # is no answer: ttft_s runs until the first content.
         held: list[pb.ChatCompletionChunk] = []
+        limit = asyncio.timeout(ttft_s)
         try:
-            async for chunk in chunks:
-                held.append(chunk)
-                if _has_content(chunk):
-                    return held, chunks
-        except BaseException:
+            async with limit:
+                async for chunk in chunks:
+                    held.append(chunk)
+                    if _has_content(chunk):
+                        return held, chunks
+        except BaseException as exc:
             await chunks.aclose()  # type: ignore[attr-defined]
+            if isinstance(exc, TimeoutError) and limit.expired():
+                raise _silent(target, ttft_s) from None
             raise
         return held, _empty()
 
@@ -386,6 +423,76 @@ async def _empty() -> AsyncIterator[pb.ChatCompletionChunk]:
 
 def _shutdown_error() -> GatewayError:
     return GatewayError(503, SHUTTING_DOWN_TYPE, SHUTTING_DOWN_MESSAGE, failure=FailureClass.TRANSIENT)
+
+
+class _StallWatch:
+    """``stream_idle_s`` for one stream: the reading task is cancelled when a chunk read has
+    waited longer than ``idle_s``.
+
+    A timeout per chunk read (``asyncio.timeout``) arms and cancels a timer each time, about a
+    fifth of a stream's CPU (bench.engine_cpu). This keeps one timer for the stream, re-armed
+    only when it comes due (every ``idle_s`` at most), so a chunk costs a clock read. Time spent
+    suspended at the ``yield`` (a slow client) is not the upstream's silence: each read starts
+    its own wait, and the task is noted per read because the one reading a stream can change.
+    """
+
+    __slots__ = ("_cancelled", "_handle", "_idle_s", "_loop", "_started", "_task", "reading")
+
+    def __init__(self, idle_s: float) -> None:
+        self._idle_s = idle_s
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._started = 0.0
+        self._cancelled = False
+        self.reading = False
+
+    def begin(self) -> None:
+        """A chunk read starts (the caller sets ``reading`` False when it ends)."""
+        self._task = asyncio.current_task()
+        self._started = self._loop.time()
+        self.reading = True
+        if self._handle is None:
+            self._handle = self._loop.call_at(self._started + self._idle_s, self._due)
+
+    def _due(self) -> None:
+        deadline = self._started + self._idle_s
+        if not self.reading:
+            deadline = self._loop.time() + self._idle_s  # between reads: nothing to measure yet
+        elif self._loop.time() >= deadline and self._task is not None:
+            # The task is suspended inside the read, so that is where the cancel lands.
+            self._cancelled = True
+            self._handle = None
+            self._task.cancel()
+            return
+        self._handle = self._loop.call_at(deadline, self._due)
+
+    def fired(self) -> bool:
+        """Was this cancel ours (and only ours)? Then it is a stall, not the caller leaving."""
+        if not self._cancelled:
+            return False
+        self._cancelled = False
+        assert self._task is not None
+        return self._task.uncancel() == 0
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def _silent(target: Target, seconds: float, *, stalled: bool = False) -> GatewayError:
+    """An upstream that said nothing for too long: a TIMEOUT, which falls back (before the first
+    content) without a retry on the same target unless ``retries.retry_timeouts``."""
+    if stalled:
+        message = f"the upstream stream stalled: no chunk for {seconds:g} s (timeouts.stream_idle_s)"
+    else:
+        message = f"the upstream sent no answer within {seconds:g} s (timeouts.ttft_s)"
+    err = UpstreamError(
+        504, "timeout", message, failure=FailureClass.TIMEOUT, provider=target.provider, model=target.model
+    )
+    err.from_upstream = False  # as the transport's own timeouts: no upstream status to report
+    return err
 
 
 def _deadline_error() -> GatewayError:

@@ -1,8 +1,10 @@
 """Retries within one target, and fallbacks across targets, decided by FailureClass.
 
-- Within a target: TRANSIENT and TIMEOUT failures are retried on the same key
-  after ``min(initial * 2**n, max) * jitter(0.8..1.2)``. RATE_LIMIT and CREDENTIAL
-  move to another eligible key at once; with no other key, a rate limit waits
+- Within a target: TRANSIENT failures are retried on the same key
+  after ``min(initial * 2**n, max) * jitter(0.8..1.2)``. A TIMEOUT moves on to the
+  next target at once (an upstream silent for ``ttft_s`` rarely answers a retry, which
+  would multiply the caller's wait) unless ``retries.retry_timeouts`` asks for retries.
+  RATE_LIMIT and CREDENTIAL move to another eligible key at once; with no other key, a rate limit waits
   for Retry-After (if it is not too long) and a credential failure ends the target.
 - Across targets: a CALLER failure of the primary ends the request (no
   fallback); anything else moves on to the next target. When every target
@@ -100,6 +102,8 @@ async def call_target(
                     raise
                 excluded.discard(key_index)  # the only key left: wait for it
             if not err.failure.retryable or retry >= policy.config.max_retries:
+                raise
+            if err.failure is FailureClass.TIMEOUT and not policy.config.retry_timeouts:
                 raise
             if fallback_follows and health is not None and health.target_open(target.provider, target.model):
                 raise  # this failure opened the circuit: go straight to the fallback

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError
 from service.health import Health
-from switchyard.config import Config, KeyConfig, ProviderConfig
+from switchyard.config import Config, KeyConfig, ProviderConfig, TimeoutConfig
 
 T = TypeVar("T")
 
@@ -30,6 +30,8 @@ class Target:
     ref: str = field(default="", compare=False)
     # The model whose price applies, when the config names one (Azure deployments).
     base_model: str = field(default="", compare=False)
+    # A deployment's own time limits for this target; None: its provider's (``ProviderConfig.timeouts``).
+    timeouts: TimeoutConfig | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -89,7 +91,7 @@ class Router:
         deployment = self._config.deployments.get(ref)
         if deployment is not None:
             chosen = self._weighted(deployment.targets, [t.weight for t in deployment.targets])
-            return self._target(chosen.provider, chosen.model, ref, chosen.base_model)
+            return self._target(chosen.provider, chosen.model, ref, chosen.base_model, chosen.timeouts)
         provider, sep, model = ref.partition("/")
         if self._config.routing.restrict_to_declared and not trusted:
             return None
@@ -97,11 +99,13 @@ class Router:
             return self._target(provider, model, ref)
         return self._target(self._config.routing.default_provider, ref, ref)
 
-    def _target(self, provider: str, model: str, ref: str, base_model: str = "") -> Target:
+    def _target(
+        self, provider: str, model: str, ref: str, base_model: str = "", timeouts: TimeoutConfig | None = None
+    ) -> Target:
         if not base_model:
             config = self._config.providers.get(provider)
             base_model = config.base_models.get(model, "") if config else ""
-        return Target(provider, model, ref, base_model)
+        return Target(provider, model, ref, base_model, timeouts)
 
     def choose_key(self, provider: ProviderConfig, model: str, exclude: Iterable[int] = ()) -> int | None:
         """Index into ``provider.keys`` of a weighted-random eligible key, or None.

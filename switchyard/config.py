@@ -35,7 +35,7 @@ _RESERVED_LABELS = frozenset(
     {"route", "provider", "model", "status_class", "error_type", "token_type", "outcome", "reason"}
     | {"status", "type", "key", "team", "le", "quantile", "job", "instance"}
 )
-_COMMON_PROVIDER_KEYS = frozenset({"kind", "base_url", "keys", "max_connections", "base_models"})
+_COMMON_PROVIDER_KEYS = frozenset({"kind", "base_url", "keys", "max_connections", "base_models", "timeouts"})
 
 
 def port_number(value: Any, path: str) -> int:
@@ -99,14 +99,31 @@ class RetryConfig:
     backoff_max_ms: float = 5000.0
     # A Retry-After longer than this is not waited for: the target counts as failed.
     max_retry_after_s: float = 30.0
+    # A timed-out attempt (ttft_s, stream_idle_s, connect_s) moves on to the fallback at once:
+    # an upstream that was silent for that long rarely answers the next time, and retrying it
+    # multiplies the caller's wait. True retries it like a 5xx.
+    retry_timeouts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TimeoutConfig:
+    """Time limits of an upstream call (see the README's ``timeouts`` section for the trade-off).
+
+    Defaults are generous on purpose: a reasoning model may think for minutes before its first
+    token, and a limit that cuts it off turns a slow answer into a failed one."""
+
     connect_s: float = 5.0
-    read_s: float = 300.0
+    # To the first byte of a unary answer, or to the first content chunk of a stream.
+    ttft_s: float = 180.0
+    # The longest silence between stream chunks once content has started.
+    stream_idle_s: float = 90.0
     # The whole call, retries and fallbacks included; a gRPC caller's deadline also bounds it.
+    # Global only: it bounds the call before any target is chosen.
     total_s: float = 600.0
+
+
+# Settable per provider, per deployment and per deployment target (total_s is the call's, not a target's).
+_TARGET_TIMEOUT_KEYS = frozenset({"connect_s", "ttft_s", "stream_idle_s"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +173,8 @@ class ProviderConfig:
     # The kind's own settings (azure: api_version, auth; anthropic: version, default_max_tokens),
     # as written; the provider registry checks them and makes them typed.
     options: Mapping[str, Any] = field(default_factory=dict)
+    # The top-level `timeouts` with this provider's `timeouts` over it.
+    timeouts: TimeoutConfig = TimeoutConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +184,9 @@ class TargetConfig:
     weight: float = 1.0
     # The model whose price applies: an Azure deployment's name is not a model name.
     base_model: str = ""
+    # Its provider's timeouts with the deployment's and the target's own over them; None: the
+    # provider's, unchanged.
+    timeouts: TimeoutConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,8 +451,9 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
             "virtual_keys",
         },
     )
+    timeouts = reader.timeouts(root.get("timeouts"))
     providers = {
-        name: reader.provider(name, spec)
+        name: reader.provider(name, spec, timeouts)
         for name, spec in reader.mapping(root.get("providers", {}), "providers").items()
     }
     deployments = {
@@ -459,7 +482,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
         server=reader.section(root, "server", ServerConfig),
         routing=routing,
         retries=reader.section(root, "retries", RetryConfig),
-        timeouts=reader.section(root, "timeouts", TimeoutConfig),
+        timeouts=timeouts,
         resilience=reader.resilience(root.get("resilience")),
         logging=logging_config,
         telemetry=reader.telemetry(root.get("telemetry")),
@@ -592,7 +615,40 @@ class _Reader:
             return number
         return self.resolve(value, path)
 
-    def provider(self, name: str, spec: Any) -> ProviderConfig:
+    def timeouts(self, spec: Any) -> TimeoutConfig:
+        raw = self.mapping(spec, "timeouts")
+        self.only(raw, "timeouts", {f.name for f in dataclasses.fields(TimeoutConfig)} | {"read_s"})
+        if "read_s" in raw:
+            # Deprecated: the one read timeout bounded both the wait for the answer and the
+            # silence mid-stream, so it stands for both unless they are set themselves.
+            read_s = raw.pop("read_s")
+            raw.setdefault("ttft_s", read_s)
+            raw.setdefault("stream_idle_s", read_s)
+        timeouts = self.section({"timeouts": raw}, "timeouts", TimeoutConfig)
+        self.positive_timeouts(timeouts, raw, "timeouts")
+        return timeouts
+
+    def timeouts_over(self, base: TimeoutConfig, spec: Any, path: str) -> TimeoutConfig:
+        """``base`` with the limits ``spec`` (a provider's, a deployment's or a target's) sets."""
+        raw = self.mapping(spec, path)
+        if "total_s" in raw:
+            raise ConfigError(
+                f"{path}.total_s", "is set under the top-level timeouts only (it bounds the whole call)"
+            )
+        self.only(raw, path, set(_TARGET_TIMEOUT_KEYS))
+        values = {key: self.scalar(value, f"{path}.{key}", float) for key, value in raw.items()}
+        timeouts = dataclasses.replace(base, **values)
+        self.positive_timeouts(timeouts, raw, path)
+        return timeouts
+
+    @staticmethod
+    def positive_timeouts(timeouts: TimeoutConfig, raw: Mapping[str, Any], path: str) -> None:
+        # 0 would fail every call at once rather than mean "no limit": refused, naming the key.
+        for key in raw:
+            if getattr(timeouts, key) <= 0:
+                raise ConfigError(f"{path}.{key}", "must be a positive number of seconds")
+
+    def provider(self, name: str, spec: Any, timeouts: TimeoutConfig = TimeoutConfig()) -> ProviderConfig:
         path = f"providers.{name}"
         raw = self.mapping(spec, path)
         kind = self.resolve(raw.get("kind", name), f"{path}.kind")
@@ -623,6 +679,7 @@ class _Reader:
                 for k, v in self.mapping(raw.get("base_models"), f"{path}.base_models").items()
             },
             options=options,
+            timeouts=self.timeouts_over(timeouts, raw.get("timeouts"), f"{path}.timeouts"),
         )
 
     def key(self, spec: Any, path: str, index: int) -> KeyConfig | None:
@@ -657,7 +714,8 @@ class _Reader:
     def deployment(self, name: str, spec: Any, providers: Mapping[str, ProviderConfig]) -> DeploymentConfig:
         path = f"deployments.{name}"
         raw = self.mapping(spec, path)
-        self.only(raw, path, {"targets", "fallbacks"})
+        self.only(raw, path, {"targets", "fallbacks", "timeouts"})
+        dep_timeouts = self.mapping(raw.get("timeouts"), f"{path}.timeouts")
         targets_raw = raw.get("targets")
         if not isinstance(targets_raw, list) or not targets_raw:
             raise ConfigError(f"{path}.targets", "must be a non-empty list")
@@ -665,7 +723,7 @@ class _Reader:
         for i, t in enumerate(targets_raw):
             tpath = f"{path}.targets[{i}]"
             traw = self.mapping(t, tpath)
-            self.only(traw, tpath, {"provider", "model", "weight", "base_model"})
+            self.only(traw, tpath, {"provider", "model", "weight", "base_model", "timeouts"})
             provider = self.resolve(traw.get("provider", ""), f"{tpath}.provider")
             if provider not in providers:
                 raise ConfigError(f"{tpath}.provider", f"unknown provider {provider!r}")
@@ -675,9 +733,14 @@ class _Reader:
             if weight <= 0:
                 raise ConfigError(f"{tpath}.weight", "must be a positive number")
             base_model = self.resolve(traw.get("base_model", ""), f"{tpath}.base_model")
-            targets.append(
-                TargetConfig(provider, self.resolve(traw["model"], f"{tpath}.model"), weight, base_model)
-            )
+            # The most specific wins: the target's own limits, the deployment's, the provider's.
+            own = self.mapping(traw.get("timeouts"), f"{tpath}.timeouts")
+            limits = None
+            if dep_timeouts or own:
+                limits = self.timeouts_over(providers[provider].timeouts, dep_timeouts, f"{path}.timeouts")
+                limits = self.timeouts_over(limits, own, f"{tpath}.timeouts")
+            model = self.resolve(traw["model"], f"{tpath}.model")
+            targets.append(TargetConfig(provider, model, weight, base_model, limits))
         fallbacks = raw.get("fallbacks", [])
         if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
             raise ConfigError(f"{path}.fallbacks", "must be a list of 'provider/model' or deployment names")

@@ -142,7 +142,9 @@ class HttpProvider:
         self._stats = context.stats
         self._keep_raw = context.keep_raw
         self._transport = context.transport or pooled_transport(config.max_connections)
-        self._extensions = timeout_extensions(context.timeouts)
+        self._extensions = timeout_extensions(config.timeouts)
+        # A deployment target's own limits, by value: few distinct ones exist.
+        self._target_extensions: dict[TimeoutConfig, dict[str, Any]] = {}
         # Parsing a URL is a noticeable share of a request's cost and a gateway sees few
         # distinct ones, so parsed URLs are kept, keyed by their full text: whatever decides
         # the URL (model, stream, api-version, key), a cached one is never the wrong one.
@@ -294,7 +296,13 @@ class HttpProvider:
         headers.setdefault("content-type", "application/json")
         if prepared.stream and self.stream_accept:
             headers.setdefault("accept", self.stream_accept)
-        return httpx.Request("POST", url, content=prepared.body, headers=headers, extensions=self._extensions)
+        limits = prepared.target.timeouts
+        extensions = self._extensions
+        if limits is not None:
+            extensions = self._target_extensions.get(limits) or self._target_extensions.setdefault(
+                limits, timeout_extensions(limits)
+            )
+        return httpx.Request("POST", url, content=prepared.body, headers=headers, extensions=extensions)
 
     def _error(
         self, status: int, content: bytes, headers: httpx.Headers, prepared: Prepared

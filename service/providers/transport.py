@@ -30,10 +30,13 @@ def pooled_transport(max_connections: int) -> httpx.AsyncBaseTransport:
 
 
 def timeout_extensions(timeouts: TimeoutConfig) -> dict[str, Any]:
-    """The request extensions that carry ``timeouts`` to the transport."""
-    timeout = httpx.Timeout(
-        connect=timeouts.connect_s, read=timeouts.read_s, write=timeouts.read_s, pool=timeouts.connect_s
-    )
+    """The request extensions that carry ``timeouts`` to the transport.
+
+    The engine enforces ``ttft_s`` and ``stream_idle_s`` itself (a socket read timeout cannot
+    tell a reasoning model's long silence before its first token from a stall mid-stream), so
+    the socket's read limit is only a backstop, never shorter than either."""
+    read = max(timeouts.ttft_s, timeouts.stream_idle_s)
+    timeout = httpx.Timeout(connect=timeouts.connect_s, read=read, write=read, pool=timeouts.connect_s)
     return {"timeout": timeout.as_dict()}
 
 
