@@ -140,6 +140,22 @@ def classify_status(status: int) -> FailureClass:
     return FailureClass.CALLER
 
 
+# The canonical code of "the prompt does not fit the model's context window": OpenAI and Azure
+# send it as the error's code; dialects without a code of their own map to it from their
+# message (``overflow_code``), in their own errors module. It is a caller error (never an
+# ordinary fallback), but one a deployment's ``context_fallbacks`` (bigger models) can fix.
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
+
+def overflow_code(status: int, message: str | None, phrases: tuple[str, ...]) -> str | None:
+    """``CONTEXT_LENGTH_EXCEEDED`` for a 400 whose message has one of the dialect's documented
+    phrases (lower case), for providers that give the case no code; else None."""
+    if status != 400 or not message:
+        return None
+    text = message.lower()
+    return CONTEXT_LENGTH_EXCEEDED if any(phrase in text for phrase in phrases) else None
+
+
 def upstream_error(
     status: int,
     headers: Mapping[str, str],

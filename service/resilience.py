@@ -7,7 +7,9 @@
   RATE_LIMIT and CREDENTIAL move to another eligible key at once; with no other key, a rate limit waits
   for Retry-After (if it is not too long) and a credential failure ends the target.
 - Across targets: a CALLER failure of the primary ends the request (no
-  fallback); anything else moves on to the next target. When every target
+  fallback), except ``context_length_exceeded``, which moves to the deployment's
+  ``context_fallbacks`` (never its ordinary fallbacks); anything else moves on to
+  the next target. When every target
   fails, the caller gets the *primary's* error, and every attempt is recorded.
 - Circuit breakers (``service/health.py``, when on): every attempt's outcome is
   recorded; a target whose circuit is open is skipped (a ``circuit_open`` attempt),
@@ -25,7 +27,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from service.errors import FailureClass, GatewayError
+from service.errors import CONTEXT_LENGTH_EXCEEDED, FailureClass, GatewayError
 from service.health import Admission, Health
 from service.routing import RoutePlan, Router, Target
 from switchyard.config import ProviderConfig, RetryConfig
@@ -156,6 +158,11 @@ async def call_with_fallbacks(
                 attempts.append(err.to_attempt())
             if primary_error is None:
                 primary_error = err
+            if index == 0 and err.code == CONTEXT_LENGTH_EXCEEDED and plan.context_targets:
+                # A caller error a bigger model can fix: the context fallbacks, never the
+                # ordinary ones. If they fail too, the caller gets their error.
+                context = RoutePlan(plan.context_targets)
+                return await call_with_fallbacks(context, try_target, attempts, health)
             if index == 0 and not err.failure.falls_back:
                 raise
         finally:

@@ -45,6 +45,8 @@ class RoutePlan:
     targets: tuple[Target, ...]
     # Fallback refs that could not be used, with why (reported in extra_fields.attempts).
     skipped: tuple[tuple[str, str], ...] = ()
+    # The deployment's context_fallbacks: tried only when the primary's prompt is too long.
+    context_targets: tuple[Target, ...] = ()
 
 
 class Router:
@@ -85,7 +87,12 @@ class Router:
                 skipped.append((fallback, "not declared on this gateway"))
             elif target not in targets:
                 targets.append(target)
-        return RoutePlan(tuple(targets), tuple(skipped))
+        context: list[Target] = []
+        for ref in declared.context_fallbacks if declared else ():
+            target = self.resolve(ref, trusted=True)
+            if target is not None and target not in context:
+                context.append(target)
+        return RoutePlan(tuple(targets), tuple(skipped), tuple(context))
 
     def resolve(self, ref: str, *, trusted: bool = False) -> Target | None:
         deployment = self._config.deployments.get(ref)

@@ -194,6 +194,8 @@ class DeploymentConfig:
     name: str
     targets: tuple[TargetConfig, ...]
     fallbacks: tuple[str, ...] = ()
+    # Tried, in order, only when the target answers context_length_exceeded (bigger models).
+    context_fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +468,8 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
     for name, dep in deployments.items():
         for i, fb in enumerate(dep.fallbacks):
             reader.check_route_ref(fb, f"deployments.{name}.fallbacks[{i}]", providers, deployments)
+        for i, fb in enumerate(dep.context_fallbacks):
+            reader.check_route_ref(fb, f"deployments.{name}.context_fallbacks[{i}]", providers, deployments)
     store = reader.section(root, "store", StoreConfig)
     if not store.url.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise ConfigError("store.url", "must start with sqlite:// or postgresql://")
@@ -714,7 +718,7 @@ class _Reader:
     def deployment(self, name: str, spec: Any, providers: Mapping[str, ProviderConfig]) -> DeploymentConfig:
         path = f"deployments.{name}"
         raw = self.mapping(spec, path)
-        self.only(raw, path, {"targets", "fallbacks", "timeouts"})
+        self.only(raw, path, {"targets", "fallbacks", "context_fallbacks", "timeouts"})
         dep_timeouts = self.mapping(raw.get("timeouts"), f"{path}.timeouts")
         targets_raw = raw.get("targets")
         if not isinstance(targets_raw, list) or not targets_raw:
@@ -741,10 +745,18 @@ class _Reader:
                 limits = self.timeouts_over(limits, own, f"{tpath}.timeouts")
             model = self.resolve(traw["model"], f"{tpath}.model")
             targets.append(TargetConfig(provider, model, weight, base_model, limits))
-        fallbacks = raw.get("fallbacks", [])
-        if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
-            raise ConfigError(f"{path}.fallbacks", "must be a list of 'provider/model' or deployment names")
-        return DeploymentConfig(name=name, targets=tuple(targets), fallbacks=tuple(fallbacks))
+        refs: dict[str, tuple[str, ...]] = {}
+        for key in ("fallbacks", "context_fallbacks"):
+            listed = raw.get(key, [])
+            if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
+                raise ConfigError(f"{path}.{key}", "must be a list of 'provider/model' or deployment names")
+            refs[key] = tuple(listed)
+        return DeploymentConfig(
+            name=name,
+            targets=tuple(targets),
+            fallbacks=refs["fallbacks"],
+            context_fallbacks=refs["context_fallbacks"],
+        )
 
     def check_route_ref(
         self,

@@ -69,14 +69,17 @@ def usage() -> dict[str, Any]:
     }
 
 
-def engine(upstream: Upstream, plugins: list[Plugin], **retries: Any) -> ChatEngine:
-    config = engine_config(**retries)
+def engine(
+    upstream: Upstream, plugins: list[Plugin], extra: dict[str, Any] | None = None, **retries: Any
+) -> ChatEngine:
+    """``extra``: more config sections (``deployments``…)."""
+    config = engine_config(extra, **retries)
     context = ProviderContext(transport=httpx.MockTransport(upstream))
     providers = {name: build_provider(p, context) for name, p in config.providers.items()}
     return ChatEngine(config, providers, plugins)
 
 
-def engine_config(**retries: Any) -> Config:
+def engine_config(extra: dict[str, Any] | None = None, **retries: Any) -> Config:
     """Providers ``primary`` and ``backup`` (kind openai, one key each), fast retries."""
     return parse_config(
         {
@@ -86,6 +89,7 @@ def engine_config(**retries: Any) -> Config:
                 name: {"kind": "openai", "base_url": f"https://{name}.example/v1", "keys": [{"value": "k"}]}
                 for name in ("primary", "backup")
             },
+            **(extra or {}),
         },
         env={},
     )

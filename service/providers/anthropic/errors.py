@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.errors import FailureClass, UpstreamError, str_or_none, upstream_error
+from service.errors import FailureClass, UpstreamError, overflow_code, str_or_none, upstream_error
 
 # Anthropic's error type -> (its HTTP status, our failure class).
 ERROR_TYPES: Mapping[str, tuple[int, FailureClass]] = {
@@ -26,6 +26,10 @@ ERROR_TYPES: Mapping[str, tuple[int, FailureClass]] = {
     # Anthropic as a whole is busy, not this request or key: retry, then fall back.
     "overloaded_error": (529, FailureClass.TRANSIENT),
 }
+
+
+# "prompt is too long: 208000 tokens > 200000 maximum" (an invalid_request_error with no code).
+OVERFLOW_PHRASES = ("prompt is too long",)
 
 
 def anthropic_error(
@@ -54,6 +58,7 @@ def anthropic_error(
         message=message,
         failure=known[1] if known else None,
         error_type=error_type,
+        code=overflow_code(status, message, OVERFLOW_PHRASES),
         provider=provider,
         model=model,
     )

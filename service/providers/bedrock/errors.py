@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.errors import FailureClass, UpstreamError, str_or_none, upstream_error
+from service.errors import FailureClass, UpstreamError, overflow_code, str_or_none, upstream_error
 
 # Bedrock's exception type (lower-cased) -> (its HTTP status, our failure class). The statuses are
 # the service model's; the IAM/SigV4 ones come from AWS's common errors.
@@ -37,6 +37,10 @@ ERROR_TYPES: Mapping[str, tuple[int, FailureClass]] = {
     "internalserverexception": (500, FailureClass.TRANSIENT),
     "serviceunavailableexception": (503, FailureClass.TRANSIENT),
 }
+
+
+# ValidationException: "Input is too long for requested model." / "...too many input tokens...".
+OVERFLOW_PHRASES = ("input is too long", "too many input tokens")
 
 
 def bedrock_error(
@@ -64,6 +68,7 @@ def bedrock_error(
         message=message,
         failure=known[1] if known else None,
         error_type=error_type,
+        code=overflow_code(status, message, OVERFLOW_PHRASES),
         provider=provider,
         model=model,
     )

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from service.errors import FailureClass, UpstreamError, str_or_none, upstream_error
+from service.errors import FailureClass, UpstreamError, overflow_code, str_or_none, upstream_error
 
 # Google's status name -> (the HTTP status Google pairs it with, our failure class).
 STATUSES: Mapping[str, tuple[int, FailureClass]] = {
@@ -62,6 +62,10 @@ def is_google_error(payload: object) -> bool:
     return error is not None and ("status" in error or isinstance(error.get("code"), int))
 
 
+# "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576)."
+OVERFLOW_PHRASES = ("input token count", "exceeds the maximum number of tokens")
+
+
 def google_error(
     status: int | None, payload: object, headers: Mapping[str, str], *, provider: str, model: str
 ) -> UpstreamError:
@@ -89,7 +93,7 @@ def google_error(
         message=message,
         failure=failure,
         error_type=name,
-        code=reason,
+        code=reason or overflow_code(status, message, OVERFLOW_PHRASES),
         provider=provider,
         model=model,
     )
