@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -82,6 +83,7 @@ async def call_target(
         if key_index is None:
             raise NoKeyAvailable(target)
         key_probe = health is not None and health.take_key(target.provider, key_index) is Admission.PROBE
+        started = time.perf_counter()
         try:
             result = await attempt(key_index)
         except GatewayError as err:
@@ -117,6 +119,7 @@ async def call_target(
             retry += 1
             await asyncio.sleep(delay)
         else:
+            router.latency.observe(target.provider, target.model, time.perf_counter() - started)
             if health is not None:
                 health.record(target.provider, target.model, key_index, None)
             return result

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError
 from service.health import Health
-from switchyard.config import Config, KeyConfig, ProviderConfig, TimeoutConfig
+from switchyard.config import Config, KeyConfig, ProviderConfig, TargetConfig, TimeoutConfig
 
 T = TypeVar("T")
 
@@ -49,6 +49,10 @@ class RoutePlan:
     context_targets: tuple[Target, ...] = ()
 
 
+# Latency routing: one call in this many takes the plain weighted choice (exploration).
+EXPLORE = 20
+
+
 class Router:
     def __init__(
         self, config: Config, rng: random.Random | None = None, health: Health | None = None
@@ -57,6 +61,14 @@ class Router:
         self._rng = rng or random.Random()
         # Circuit breakers (service/health.py): None when they are off.
         self.health = health
+        # Time to answer of the targets of latency-routed deployments (only those: callers can
+        # name arbitrary models, and a table of them all would only grow).
+        self.latency = Latency(
+            (t.provider, t.model)
+            for d in config.deployments.values()
+            if d.routing == "latency"
+            for t in d.targets
+        )
 
     def plan(self, ref: str, request_fallbacks: Sequence[str]) -> RoutePlan:
         if not ref:
@@ -97,7 +109,10 @@ class Router:
     def resolve(self, ref: str, *, trusted: bool = False) -> Target | None:
         deployment = self._config.deployments.get(ref)
         if deployment is not None:
-            chosen = self._weighted(deployment.targets, [t.weight for t in deployment.targets])
+            if deployment.routing == "latency" and len(deployment.targets) > 1:
+                chosen = self._fastest_of_two(deployment.targets)
+            else:
+                chosen = self._weighted(deployment.targets, [t.weight for t in deployment.targets])
             return self._target(chosen.provider, chosen.model, ref, chosen.base_model, chosen.timeouts)
         provider, sep, model = ref.partition("/")
         if self._config.routing.restrict_to_declared and not trusted:
@@ -133,10 +148,56 @@ class Router:
             eligible = usable
         return self._weighted(eligible, [provider.keys[i].weight for i in eligible])
 
+    def _fastest_of_two(self, targets: Sequence[TargetConfig]) -> TargetConfig:
+        """Power of two choices: two targets drawn by weight, the one with the lower moving
+        average of its time to answer kept, so weights still shape the traffic and a slow target
+        gets less of it. With two targets that would mean never the slower one, so one call in
+        ``EXPLORE`` takes the weighted draw alone: a slow target is still measured now and then,
+        and its recovery seen. A target never measured counts as fastest (it gets tried); one
+        whose circuit is open is left out while another is usable."""
+        health = self.health
+        candidates = list(targets)
+        if health is not None and health.targets:
+            usable = [t for t in candidates if not health.target_open(t.provider, t.model)]
+            candidates = usable or candidates
+        if len(candidates) == 1:
+            return candidates[0]
+        first = self._weighted(candidates, [t.weight for t in candidates])
+        if self._rng.random() < 1 / EXPLORE:
+            return first
+        rest = [t for t in candidates if t is not first]
+        second = self._weighted(rest, [t.weight for t in rest])
+        latency = self.latency
+        return min(first, second, key=lambda t: latency.seconds(t.provider, t.model))
+
     def _weighted(self, items: Sequence[T], weights: list[float]) -> T:
         if len(items) == 1:
             return items[0]
         return self._rng.choices(items, weights=weights, k=1)[0]
+
+
+class Latency:
+    """An exponentially weighted moving average of each tracked target's time to answer (a
+    unary answer, or a stream's first content): recent calls count most, so a target that
+    slows down, or recovers, shows within a few calls."""
+
+    WEIGHT = 0.3  # of the newest observation
+
+    __slots__ = ("_seconds",)
+
+    def __init__(self, targets: Iterable[tuple[str, str]]) -> None:
+        self._seconds: dict[tuple[str, str], float] = dict.fromkeys(targets, 0.0)
+
+    def observe(self, provider: str, model: str, seconds: float) -> None:
+        key = (provider, model)
+        average = self._seconds.get(key)
+        if average is None:
+            return  # not a latency-routed target
+        self._seconds[key] = seconds if average == 0.0 else average + self.WEIGHT * (seconds - average)
+
+    def seconds(self, provider: str, model: str) -> float:
+        """The average, or 0.0 for a target never measured (so it is tried)."""
+        return self._seconds.get((provider, model), 0.0)
 
 
 def key_allows(key: KeyConfig, model: str) -> bool:

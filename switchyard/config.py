@@ -196,6 +196,9 @@ class DeploymentConfig:
     fallbacks: tuple[str, ...] = ()
     # Tried, in order, only when the target answers context_length_exceeded (bigger models).
     context_fallbacks: tuple[str, ...] = ()
+    # How a target is chosen: "weighted" (random by weight) or "latency" (of two drawn by
+    # weight, the one answering faster lately; see service/routing.py).
+    routing: str = "weighted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -718,7 +721,10 @@ class _Reader:
     def deployment(self, name: str, spec: Any, providers: Mapping[str, ProviderConfig]) -> DeploymentConfig:
         path = f"deployments.{name}"
         raw = self.mapping(spec, path)
-        self.only(raw, path, {"targets", "fallbacks", "context_fallbacks", "timeouts"})
+        self.only(raw, path, {"targets", "fallbacks", "context_fallbacks", "timeouts", "routing"})
+        strategy = self.resolve(raw.get("routing", "weighted"), f"{path}.routing")
+        if strategy not in ("weighted", "latency"):
+            raise ConfigError(f"{path}.routing", "must be weighted or latency")
         dep_timeouts = self.mapping(raw.get("timeouts"), f"{path}.timeouts")
         targets_raw = raw.get("targets")
         if not isinstance(targets_raw, list) or not targets_raw:
@@ -756,6 +762,7 @@ class _Reader:
             targets=tuple(targets),
             fallbacks=refs["fallbacks"],
             context_fallbacks=refs["context_fallbacks"],
+            routing=strategy,
         )
 
     def check_route_ref(
