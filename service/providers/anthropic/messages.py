@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from service.errors import invalid_request
+from service.providers.canonical import REASONING_REDACTED, REASONING_TEXT
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -28,9 +29,6 @@ _HTTP_URL = re.compile(r"https?://", re.IGNORECASE)
 # `cache_control` marks a cache breakpoint; `is_error` flags a failed tool result. Other unknown
 # message keys (e.g. `function_call: null` in replayed OpenAI answers) have no home and are dropped.
 _MESSAGE_KEYS = ("cache_control", "is_error")
-# reasoning_details types (OpenRouter's names, which the contract uses) Anthropic can verify.
-THINKING_TEXT = "reasoning.text"
-THINKING_REDACTED = "reasoning.encrypted"
 
 
 def convert_messages(messages: Sequence[pb.ChatMessage]) -> tuple[list[Block], list[Turn]]:
@@ -180,9 +178,9 @@ def _thinking(details: Iterable[pb.ReasoningDetail]) -> Iterable[Block]:
     turn with thinking on must start with its thinking block. Unsigned reasoning (a summary,
     another provider's) cannot be verified, so it stays behind."""
     for detail in details:
-        if detail.type == THINKING_TEXT and detail.signature:
+        if detail.type == REASONING_TEXT and detail.signature:
             yield {"type": "thinking", "thinking": detail.text, "signature": detail.signature}
-        elif detail.type == THINKING_REDACTED and detail.data:
+        elif detail.type == REASONING_REDACTED and detail.data:
             yield {"type": "redacted_thinking", "data": detail.data}
 
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import orjson
 
+from service.providers.canonical import reasoning_detail, redacted_detail, tool_arguments
 from switchyard.v1 import chat_pb2 as pb
 
 from .errors import anthropic_error
-from .response import finish_reason, redacted_detail, thinking_detail, tool_arguments, usage_from
+from .response import finish_reason, usage_from
 
 Event = Mapping[str, Any]
 
@@ -155,7 +156,7 @@ class StreamTranslator:
         return self._delta(pb.ChatMessage(tool_calls=[call]))
 
     def _thinking(self, index: int, *, text: str = "", signature: str = "") -> pb.ChatCompletionChunk:
-        detail = thinking_detail(self._reasoning[index], text, signature)
+        detail = reasoning_detail(self._reasoning[index], text, signature)
         delta = pb.ChatMessage(reasoning_details=[detail])
         if text:
             delta.reasoning = text

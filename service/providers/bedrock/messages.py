@@ -20,15 +20,13 @@ from typing import Any
 import orjson
 
 from service.errors import invalid_request
+from service.providers.canonical import REASONING_REDACTED, REASONING_TEXT
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
 Block = dict[str, Any]
 Turn = dict[str, Any]
 
-# The contract's reasoning_details types (OpenRouter's names).
-REASONING_TEXT = "reasoning.text"
-REASONING_REDACTED = "reasoning.encrypted"
 
 _DATA_URL = re.compile(r"data:([^;,]+);base64,(.*)", re.DOTALL)
 _HTTP_URL = re.compile(r"https?://", re.IGNORECASE)

@@ -10,12 +10,17 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from google.protobuf import struct_pb2
 
+from service.providers.canonical import (
+    cache_split_usage,
+    reasoning_detail,
+    redacted_detail,
+    text,
+    tool_arguments,
+    whole_number,
+)
 from switchyard.v1 import chat_pb2 as pb
-
-from .messages import REASONING_REDACTED, REASONING_TEXT
 
 STOP_REASONS: Mapping[str, str] = {
     "end_turn": "stop",
@@ -40,51 +45,16 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
+# Uncached input, cache writes, cache reads, output: cache_split_usage's order.
+USAGE_KEYS = ("inputTokens", "cacheWriteInputTokens", "cacheReadInputTokens", "outputTokens")
+
+
 def usage_from(usage: object) -> pb.Usage:
-    """Bedrock counts cache reads and writes apart from ``inputTokens``; OpenAI's
-    ``prompt_tokens`` includes them, with the cached share in the details (so cost prices each
-    at its own rate). Raises TypeError on a count that is not a whole number."""
+    """Bedrock counts cache reads and writes apart from ``inputTokens`` (see
+    ``cache_split_usage``). Raises TypeError on a count that is not a whole number."""
     if not isinstance(usage, Mapping):
         raise TypeError("usage is not an object")
-    uncached, written, read, output = (
-        _count(usage, key)
-        for key in ("inputTokens", "cacheWriteInputTokens", "cacheReadInputTokens", "outputTokens")
-    )
-    prompt = uncached + written + read
-    return pb.Usage(
-        prompt_tokens=prompt,
-        completion_tokens=output,
-        total_tokens=prompt + output,
-        prompt_tokens_details=pb.PromptTokensDetails(
-            cached_tokens=read, cached_read_tokens=read, cached_write_tokens=written
-        ),
-    )
-
-
-def _count(usage: Mapping[str, object], key: str) -> int:
-    value = usage.get(key)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"usage.{key} is not a whole number")
-    return value
-
-
-def reasoning_detail(index: int, text: str = "", signature: str = "") -> pb.ReasoningDetail:
-    detail = pb.ReasoningDetail(type=REASONING_TEXT, index=index)
-    if text:
-        detail.text = text
-    if signature:
-        detail.signature = signature
-    return detail
-
-
-def redacted_detail(index: int, data: str) -> pb.ReasoningDetail:
-    return pb.ReasoningDetail(type=REASONING_REDACTED, index=index, data=data)
-
-
-def tool_arguments(value: object) -> str:
-    return orjson.dumps(value if value is not None else {}).decode()
+    return cache_split_usage(*(whole_number(usage, key) for key in USAGE_KEYS))
 
 
 def message_from(content: list[Any]) -> pb.ChatMessage:
@@ -94,20 +64,20 @@ def message_from(content: list[Any]) -> pb.ChatMessage:
     calls: list[pb.ToolCall] = []
     for block in content:
         if "text" in block:
-            texts.append(_str(block["text"]))
+            texts.append(text(block["text"]))
         elif "toolUse" in block:
             use = block["toolUse"]
-            function = pb.FunctionCall(name=_str(use["name"]), arguments=tool_arguments(use.get("input")))
-            calls.append(pb.ToolCall(id=_str(use["toolUseId"]), type="function", function=function))
+            function = pb.FunctionCall(name=text(use["name"]), arguments=tool_arguments(use.get("input")))
+            calls.append(pb.ToolCall(id=text(use["toolUseId"]), type="function", function=function))
         elif "reasoningContent" in block:
             reasoning = block["reasoningContent"]
             if "reasoningText" in reasoning:
-                thought = _str(reasoning["reasoningText"]["text"])
+                thought = text(reasoning["reasoningText"]["text"])
                 thoughts.append(thought)
-                signature = _str(reasoning["reasoningText"].get("signature") or "")
+                signature = text(reasoning["reasoningText"].get("signature") or "")
                 details.append(reasoning_detail(len(details), thought, signature))
             elif "redactedContent" in reasoning:
-                details.append(redacted_detail(len(details), _str(reasoning["redactedContent"])))
+                details.append(redacted_detail(len(details), text(reasoning["redactedContent"])))
         # Other blocks (citations, images a model drew) have no OpenAI shape.
     message = pb.ChatMessage(role="assistant", tool_calls=calls, reasoning_details=details)
     if texts or not calls:
@@ -136,9 +106,3 @@ def response_from(data: Mapping[str, Any], model: str) -> pb.ChatCompletionRespo
         choices=[choice],
         usage=usage_from(data.get("usage") or {}),
     )
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value

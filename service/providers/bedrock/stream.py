@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 
+from service.providers.canonical import reasoning_detail, redacted_detail
 from switchyard.v1 import chat_pb2 as pb
 
-from .response import completion_id, finish_reason, reasoning_detail, redacted_detail, usage_from
+from .response import completion_id, finish_reason, usage_from
 
 Event = Mapping[str, Any]
 

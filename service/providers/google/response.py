@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from google.protobuf import struct_pb2
 
+from service.providers.canonical import REASONING_TEXT, text, tool_arguments, whole_number
 from switchyard.v1 import chat_pb2 as pb
 
 from .errors import blocked_prompt_error
@@ -31,7 +32,6 @@ FILTERED = frozenset(
     }
 )
 # Reasoning details of Gemini's thought summaries (OpenRouter's names, which the contract uses).
-THOUGHT = "reasoning.text"
 
 
 def finish_reason(value: object, has_calls: bool) -> str:
@@ -52,15 +52,15 @@ def usage_from(meta: object) -> pb.Usage:
     OpenAI counts them and where they are billed. Raises TypeError on a count that is not a number."""
     if not isinstance(meta, Mapping):
         raise TypeError("usageMetadata is not an object")
-    prompt = _count(meta, "promptTokenCount") + _count(meta, "toolUsePromptTokenCount")
-    cached = _count(meta, "cachedContentTokenCount")
-    thoughts = _count(meta, "thoughtsTokenCount")
-    completion = _count(meta, "candidatesTokenCount") + thoughts
+    prompt = count(meta, "promptTokenCount") + count(meta, "toolUsePromptTokenCount")
+    cached = count(meta, "cachedContentTokenCount")
+    thoughts = count(meta, "thoughtsTokenCount")
+    completion = count(meta, "candidatesTokenCount") + thoughts
     details = pb.PromptTokensDetails(cached_tokens=cached, cached_read_tokens=cached)
     for entry in meta.get("promptTokensDetails") or ():
         field = _MODALITIES.get(str(entry.get("modality"))) if isinstance(entry, Mapping) else None
         if field is not None:
-            setattr(details, field, _count(entry, "tokenCount"))
+            setattr(details, field, count(entry, "tokenCount"))
     return pb.Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -73,13 +73,9 @@ def usage_from(meta: object) -> pb.Usage:
 _MODALITIES = {"TEXT": "text_tokens", "AUDIO": "audio_tokens", "IMAGE": "image_tokens"}
 
 
-def _count(meta: Mapping[str, Any], key: str) -> int:
-    value = meta.get(key)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"usageMetadata.{key} is not a whole number")
-    return value
+def count(counts: Mapping[str, Any], key: str) -> int:
+    """A usageMetadata count, checked."""
+    return whole_number(counts, key, "usageMetadata")
 
 
 def call_id(function_call: Mapping[str, Any]) -> str:
@@ -93,7 +89,7 @@ def tool_call(part: Mapping[str, Any], index: int | None = None) -> pb.ToolCall:
     """A ``functionCall`` part -> a tool call (a whole one: Gemini never splits a call's arguments)."""
     function_call = part["functionCall"]
     function = pb.FunctionCall(
-        name=_str(function_call["name"]), arguments=orjson.dumps(function_call.get("args") or {}).decode()
+        name=text(function_call["name"]), arguments=tool_arguments(function_call.get("args"))
     )
     call = pb.ToolCall(id=call_id(function_call), type="function", function=function)
     if index is not None:
@@ -125,7 +121,7 @@ def message_from(parts: Sequence[Mapping[str, Any]]) -> pb.ChatMessage:
         if "functionCall" in part:
             calls.append(tool_call(part))
         elif "text" in part:
-            (thoughts if part.get("thought") else texts).append(_str(part["text"]))
+            (thoughts if part.get("thought") else texts).append(text(part["text"]))
         # Other parts (executable code, inline images from image models) have no OpenAI shape.
     message = pb.ChatMessage(role="assistant", tool_calls=calls)
     if texts or not calls:
@@ -134,7 +130,7 @@ def message_from(parts: Sequence[Mapping[str, Any]]) -> pb.ChatMessage:
         message.null_content = struct_pb2.NULL_VALUE  # OpenAI's `content: null` beside tool calls
     if thoughts:
         message.reasoning = "".join(thoughts)
-        message.reasoning_details.add(type=THOUGHT, index=0, text=message.reasoning)
+        message.reasoning_details.add(type=REASONING_TEXT, index=0, text=message.reasoning)
     return message
 
 
@@ -153,7 +149,7 @@ def logprobs_from(result: object) -> pb.LogProbs | None:
 
 
 def _token(candidate: Mapping[str, Any]) -> pb.TokenLogProb:
-    token = _str(candidate.get("token") or "")
+    token = text(candidate.get("token") or "")
     return pb.TokenLogProb(
         token=token, logprob=float(candidate.get("logProbability") or 0.0), bytes=list(token.encode())
     )
@@ -189,7 +185,7 @@ def response_from(data: Mapping[str, Any], *, provider: str, model: str) -> pb.C
         id=response_id(data),
         object="chat.completion",
         created=int(time.time()),
-        model=_str(data.get("modelVersion") or model),
+        model=text(data.get("modelVersion") or model),
         choices=choices,
         usage=usage_from(data.get("usageMetadata") or {}),
     )
@@ -198,9 +194,3 @@ def response_from(data: Mapping[str, Any], *, provider: str, model: str) -> pb.C
 def response_id(data: Mapping[str, Any]) -> str:
     given = data.get("responseId")
     return given if isinstance(given, str) and given else f"chatcmpl-{secrets.token_hex(12)}"
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value

@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
+from service.providers.canonical import REASONING_TEXT
 from switchyard.v1 import chat_pb2 as pb
 
 from .errors import google_error
 from .response import (
-    THOUGHT,
     check_prompt,
     finish_reason,
     logprobs_from,
@@ -99,7 +99,7 @@ class GeminiStream:
         if thoughts:
             delta.reasoning = "".join(thoughts)
             count = self._thoughts.get(index, 0)
-            delta.reasoning_details.add(type=THOUGHT, index=count, text=delta.reasoning)
+            delta.reasoning_details.add(type=REASONING_TEXT, index=count, text=delta.reasoning)
             self._thoughts[index] = count + 1
         first = index not in self._started
         if first:
