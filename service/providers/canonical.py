@@ -1,19 +1,26 @@
-"""Pieces every translating dialect (Anthropic, Bedrock, Gemini) uses to build canonical answers
-from its upstream's JSON: checked numbers and strings, usage with cache reads and writes counted
-apart, reasoning details and tool-call arguments.
+"""Pieces every translating dialect (Anthropic, Bedrock, Gemini) shares, both ways.
 
-The checks raise TypeError; a dialect's ``response_from`` turns that into ``502
-upstream_bad_response`` (``HttpProvider.bad_response``), and its stream decoder into a skipped,
-counted payload (``PayloadGuard``).
+Canonical messages in: a message's content as the dialect's blocks, a refusal part's text, a tool
+call's arguments checked as a JSON object (a 400 naming the field otherwise).
+
+Upstream answers out: checked numbers and strings, usage with cache reads and writes counted
+apart, reasoning details and tool-call arguments. Those checks raise TypeError; a dialect's
+``response_from`` turns that into ``502 upstream_bad_response`` (``HttpProvider.bad_response``),
+and its stream decoder into a skipped, counted payload (``PayloadGuard``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import orjson
 
+from service.errors import invalid_request
+from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
+
+B = TypeVar("B")
 
 # ReasoningDetail types, as OpenRouter names them (the contract's reasoning_details).
 REASONING_TEXT = "reasoning.text"
@@ -67,3 +74,49 @@ def redacted_detail(index: int, data: str) -> pb.ReasoningDetail:
 def tool_arguments(value: object) -> str:
     """A tool call's input object as the JSON text OpenAI's ``arguments`` carries."""
     return orjson.dumps(value if value is not None else {}).decode()
+
+
+# ---------------------------------------------------------------- canonical messages in
+
+
+def content_blocks(
+    message: pb.ChatMessage,
+    where: str,
+    text_blocks: Callable[[str], list[B]],
+    part_blocks: Callable[[pb.ContentPart, str], list[B]],
+) -> list[B]:
+    """A message's content (a string, or parts) as the dialect's blocks; ``where`` names the
+    message in errors (``messages[2]``), and each part is named ``{where}.content[j]``."""
+    kind = message.WhichOneof("content")
+    if kind == "text":
+        return text_blocks(message.text)
+    if kind == "parts":
+        return [
+            block
+            for j, part in enumerate(message.parts.parts)
+            for block in part_blocks(part, f"{where}.content[{j}]")
+        ]
+    return []
+
+
+def refusal_text(part: pb.ContentPart) -> str:
+    """An assistant's refusal content part (its text kept in the part's extra JSON)."""
+    if not part.extra_json:
+        return ""
+    refusal = codec.loads(part.extra_json.encode()).get("refusal")
+    return refusal if isinstance(refusal, str) else ""
+
+
+def tool_call_input(call: pb.ToolCall, where: str, sent_as: str) -> orjson.Fragment:
+    """A tool call's arguments, checked to be a JSON object (the dialects send an object, as
+    ``sent_as``), then passed on as the caller's exact text."""
+    arguments = call.function.arguments or "{}"
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise invalid_request(
+            f"tool call arguments must be a JSON object ({sent_as})", f"{where}.function.arguments"
+        )
+    return orjson.Fragment(arguments)

@@ -13,10 +13,14 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
-
 from service.errors import invalid_request
-from service.providers.canonical import REASONING_REDACTED, REASONING_TEXT
+from service.providers.canonical import (
+    REASONING_REDACTED,
+    REASONING_TEXT,
+    content_blocks,
+    refusal_text,
+    tool_call_input,
+)
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -66,16 +70,7 @@ def convert_messages(messages: Sequence[pb.ChatMessage]) -> tuple[list[Block], l
 
 
 def _user_blocks(message: pb.ChatMessage, where: str) -> list[Block]:
-    kind = message.WhichOneof("content")
-    if kind == "text":
-        return _text(message.text)
-    if kind == "parts":
-        return [
-            block
-            for j, part in enumerate(message.parts.parts)
-            for block in _part(part, f"{where}.content[{j}]")
-        ]
-    return []
+    return content_blocks(message, where, _text, _part)
 
 
 def _text_blocks(message: pb.ChatMessage, where: str) -> list[Block]:
@@ -158,19 +153,12 @@ def _assistant_blocks(message: pb.ChatMessage, where: str) -> list[Block]:
                 blocks += _text(part.text, part.extra_json)
             elif part.type == "refusal":
                 # OpenAI lets an assistant's refusal be a content part; to Anthropic it is text.
-                blocks += _text(_refusal_text(part))
+                blocks += _text(refusal_text(part))
             else:
                 raise invalid_request("assistant content parts must be text", f"{where}.content[{j}]")
     for j, call in enumerate(message.tool_calls):
         blocks.append(_tool_use(call, f"{where}.tool_calls[{j}]"))
     return blocks
-
-
-def _refusal_text(part: pb.ContentPart) -> str:
-    if not part.extra_json:
-        return ""
-    refusal = codec.loads(part.extra_json.encode()).get("refusal")
-    return refusal if isinstance(refusal, str) else ""
 
 
 def _thinking(details: Iterable[pb.ReasoningDetail]) -> Iterable[Block]:
@@ -185,22 +173,12 @@ def _thinking(details: Iterable[pb.ReasoningDetail]) -> Iterable[Block]:
 
 
 def _tool_use(call: pb.ToolCall, where: str) -> Block:
-    arguments = call.function.arguments or "{}"
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise invalid_request(
-            "tool call arguments must be a JSON object (Anthropic sends them as `input`)",
-            f"{where}.function.arguments",
-        )
-    # Checked above, so the caller's exact text goes out as it is.
+    arguments = tool_call_input(call, where, "Anthropic sends them as `input`")
     return {
         "type": "tool_use",
         "id": call.id,
         "name": call.function.name,
-        "input": orjson.Fragment(arguments),
+        "input": arguments,
     }
 
 

@@ -17,10 +17,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from service.errors import invalid_request
-from service.providers.canonical import REASONING_REDACTED, REASONING_TEXT
+from service.providers.canonical import (
+    REASONING_REDACTED,
+    REASONING_TEXT,
+    content_blocks,
+    refusal_text,
+    tool_call_input,
+)
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -139,16 +143,7 @@ def _system_blocks(message: pb.ChatMessage, where: str) -> list[Block]:
 
 
 def _content_blocks(message: pb.ChatMessage, where: str) -> list[Block]:
-    kind = message.WhichOneof("content")
-    if kind == "text":
-        return _text(message.text)
-    if kind == "parts":
-        return [
-            block
-            for j, part in enumerate(message.parts.parts)
-            for block in _part(part, f"{where}.content[{j}]")
-        ]
-    return []
+    return content_blocks(message, where, _text, _part)
 
 
 def _text(text: str) -> list[Block]:
@@ -166,7 +161,7 @@ def _part(part: pb.ContentPart, where: str) -> list[Block]:
     elif kind == "file":
         blocks = [_document(part.file, where)]
     elif kind == "refusal":
-        blocks = _text(_refusal_text(part))
+        blocks = _text(refusal_text(part))
         extra_json = ""
     elif kind in NATIVE_BLOCKS:
         native = codec.loads(extra_json.encode()) if extra_json else {}
@@ -259,13 +254,6 @@ def _assistant_blocks(message: pb.ChatMessage, where: str) -> list[Block]:
     return blocks
 
 
-def _refusal_text(part: pb.ContentPart) -> str:
-    if not part.extra_json:
-        return ""
-    refusal = codec.loads(part.extra_json.encode()).get("refusal")
-    return refusal if isinstance(refusal, str) else ""
-
-
 def _reasoning(details: Iterable[pb.ReasoningDetail]) -> Iterable[Block]:
     """Signed reasoning goes back as it came: Claude checks the signature, and a tool-using turn
     with thinking on must start with it. Unsigned reasoning (a summary, another provider's)
@@ -279,18 +267,8 @@ def _reasoning(details: Iterable[pb.ReasoningDetail]) -> Iterable[Block]:
 
 
 def _tool_use(call: pb.ToolCall, where: str) -> Block:
-    arguments = call.function.arguments or "{}"
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise invalid_request(
-            "tool call arguments must be a JSON object (Bedrock sends them as `input`)",
-            f"{where}.function.arguments",
-        )
-    # Checked above, so the caller's exact text goes out as it is.
-    use = {"toolUseId": call.id, "name": call.function.name, "input": orjson.Fragment(arguments)}
+    arguments = tool_call_input(call, where, "Bedrock sends them as `input`")
+    use = {"toolUseId": call.id, "name": call.function.name, "input": arguments}
     return {"toolUse": use}
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from service.errors import invalid_request
+from service.providers.canonical import content_blocks, refusal_text, tool_call_input
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -64,16 +65,7 @@ def convert_messages(messages: Sequence[pb.ChatMessage]) -> tuple[list[Part], li
 
 
 def _user_parts(message: pb.ChatMessage, where: str) -> list[Part]:
-    kind = message.WhichOneof("content")
-    if kind == "text":
-        return _text(message.text)
-    if kind == "parts":
-        return [
-            part
-            for j, content in enumerate(message.parts.parts)
-            for part in _part(content, f"{where}.content[{j}]")
-        ]
-    return []
+    return content_blocks(message, where, _text, _part)
 
 
 def _text_parts(message: pb.ChatMessage, where: str) -> list[Part]:
@@ -149,7 +141,7 @@ def _model_parts(message: pb.ChatMessage, where: str, calls: dict[str, str]) -> 
                 parts += _text(content.text)
             elif content.type == "refusal":
                 # OpenAI lets an assistant's refusal be a content part; to Gemini it is text.
-                parts += _text(_refusal_text(content))
+                parts += _text(refusal_text(content))
             else:
                 raise invalid_request("assistant content parts must be text", f"{where}.content[{j}]")
     for j, call in enumerate(message.tool_calls):
@@ -159,27 +151,11 @@ def _model_parts(message: pb.ChatMessage, where: str, calls: dict[str, str]) -> 
     return parts
 
 
-def _refusal_text(content: pb.ContentPart) -> str:
-    if not content.extra_json:
-        return ""
-    refusal = codec.loads(content.extra_json.encode()).get("refusal")
-    return refusal if isinstance(refusal, str) else ""
-
-
 def _function_call(call: pb.ToolCall, where: str) -> Part:
     if not call.function.name:
         raise invalid_request("a tool call needs `function.name`", f"{where}.function.name")
-    arguments = call.function.arguments or "{}"
-    try:
-        parsed = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise invalid_request(
-            "tool call arguments must be a JSON object (Gemini sends them as `args`)",
-            f"{where}.function.arguments",
-        )
-    function: dict[str, Any] = {"name": call.function.name, "args": orjson.Fragment(arguments)}
+    arguments = tool_call_input(call, where, "Gemini sends them as `args`")
+    function: dict[str, Any] = {"name": call.function.name, "args": arguments}
     if call.id:
         function["id"] = call.id
     part: Part = {"functionCall": function}
