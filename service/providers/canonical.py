@@ -120,3 +120,20 @@ def tool_call_input(call: pb.ToolCall, where: str, sent_as: str) -> orjson.Fragm
             f"tool call arguments must be a JSON object ({sent_as})", f"{where}.function.arguments"
         )
     return orjson.Fragment(arguments)
+
+
+def named_function(tool_choice_json: str) -> str:
+    """The function a ``tool_choice`` object names (``{"type": "function", "function": {"name"}}``),
+    or a 400 naming ``tool_choice``."""
+    try:
+        value = orjson.loads(tool_choice_json)
+    except orjson.JSONDecodeError:
+        value = None
+    function = value.get("function") if isinstance(value, dict) and value.get("type") == "function" else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or not name:
+        raise invalid_request(
+            'tool_choice must be auto, none, required or {"type": "function", "function": {"name": …}}',
+            "tool_choice",
+        )
+    return name

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from service.errors import GatewayError, invalid_request
+from service.providers.canonical import named_function
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -187,7 +188,7 @@ def _tool_choice(request: pb.ChatCompletionRequest) -> dict[str, Any] | None:
             raise invalid_request(f"tool_choice must be auto, none or required, not {mode!r}", "tool_choice")
         choice = {"type": TOOL_CHOICE_MODES[mode]}
     elif kind == "tool_choice_json":
-        choice = {"type": "tool", "name": _named_function(request.tool_choice_json)}
+        choice = {"type": "tool", "name": named_function(request.tool_choice_json)}
     else:
         choice = None
     if request.HasField("parallel_tool_calls") and not request.parallel_tool_calls:
@@ -196,18 +197,3 @@ def _tool_choice(request: pb.ChatCompletionRequest) -> dict[str, Any] | None:
         if choice["type"] != "none":  # nothing to parallelise when no tool may be called
             choice["disable_parallel_tool_use"] = True
     return choice
-
-
-def _named_function(text: str) -> str:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        value = None
-    function = value.get("function") if isinstance(value, dict) and value.get("type") == "function" else None
-    name = function.get("name") if isinstance(function, dict) else None
-    if not isinstance(name, str) or not name:
-        raise invalid_request(
-            'tool_choice must be auto, none, required or {"type": "function", "function": {"name": …}}',
-            "tool_choice",
-        )
-    return name

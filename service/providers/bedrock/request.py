@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from service.errors import GatewayError, invalid_request
+from service.providers.canonical import named_function
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -196,23 +197,8 @@ def _tool_choice(request: pb.ChatCompletionRequest) -> dict[str, Any] | str | No
             return {"any": {}}
         raise invalid_request(f"tool_choice must be auto, none or required, not {mode!r}", "tool_choice")
     if kind == "tool_choice_json":
-        return {"tool": {"name": _named_function(request.tool_choice_json)}}
+        return {"tool": {"name": named_function(request.tool_choice_json)}}
     return None
-
-
-def _named_function(text: str) -> str:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        value = None
-    function = value.get("function") if isinstance(value, dict) and value.get("type") == "function" else None
-    name = function.get("name") if isinstance(function, dict) else None
-    if not isinstance(name, str) or not name:
-        raise invalid_request(
-            'tool_choice must be auto, none, required or {"type": "function", "function": {"name": …}}',
-            "tool_choice",
-        )
-    return name
 
 
 def _json_schema(response_format: pb.ResponseFormat) -> dict[str, Any]:
