@@ -300,22 +300,25 @@ class TracingPlugin(Plugin):
         span.end()
 
 
+# Request fields -> GenAI attributes, set when the caller set the field.
+_REQUEST_ATTRIBUTES = (
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ("seed", "gen_ai.request.seed"),
+)
+
+
 def _request_attributes(request: pb.ChatCompletionRequest, model: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
-    if request.HasField("temperature"):
-        attributes["gen_ai.request.temperature"] = request.temperature
-    if request.HasField("top_p"):
-        attributes["gen_ai.request.top_p"] = request.top_p
+    for field_name, attribute in _REQUEST_ATTRIBUTES:
+        if request.HasField(field_name):
+            attributes[attribute] = getattr(request, field_name)
     if request.HasField("max_completion_tokens"):
         attributes["gen_ai.request.max_tokens"] = request.max_completion_tokens
     elif request.HasField("max_tokens"):
         attributes["gen_ai.request.max_tokens"] = request.max_tokens
-    if request.HasField("frequency_penalty"):
-        attributes["gen_ai.request.frequency_penalty"] = request.frequency_penalty
-    if request.HasField("presence_penalty"):
-        attributes["gen_ai.request.presence_penalty"] = request.presence_penalty
-    if request.HasField("seed"):
-        attributes["gen_ai.request.seed"] = request.seed
     if request.HasField("n") and request.n != 1:
         attributes["gen_ai.request.choice.count"] = request.n
     which = request.WhichOneof("stop")
