@@ -255,7 +255,7 @@ class MetricsPlugin(Plugin):
         series[0].inc()
         series[1].observe(now - ctx.started)
         if ctx.refused:
-            self._refusals.child(str(ctx.status), self._error(ctx.error_type or "")).inc()
+            self._refusals.child(str(ctx.status), error_type).inc()
         if ctx.target is None:
             return
         answered_at = ctx.first_chunk_at if ctx.stream else now
