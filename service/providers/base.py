@@ -22,7 +22,7 @@ dialect fills in a few hooks. Streams are SSE unless a dialect reads its own fra
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -266,6 +266,16 @@ class HttpProvider:
             provider=self.name,
             model=prepared.target.model,
         )
+
+    def translated(
+        self, prepared: Prepared, expected: str, translate: Callable[[], pb.ChatCompletionResponse]
+    ) -> pb.ChatCompletionResponse:
+        """``translate()``'s answer, or 502 ``upstream_bad_response`` saying the upstream's JSON was
+        not ``expected`` ("an Anthropic message") when a translator finds it malformed."""
+        try:
+            return translate()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self.bad_response(prepared, f"not {expected} ({type(exc).__name__}: {exc})") from None
 
     def stream_broken(self, prepared: Prepared, why: str) -> UpstreamError:
         err = UpstreamError(

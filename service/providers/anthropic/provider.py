@@ -47,12 +47,9 @@ class AnthropicProvider(HttpProvider):
         return {"x-api-key": key.secret.value, "anthropic-version": self.options.version}
 
     def response_from(self, data: dict[str, Any], prepared: Prepared) -> pb.ChatCompletionResponse:
-        try:
-            return response_from(data, prepared.target.model)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise self.bad_response(
-                prepared, f"not an Anthropic message ({type(exc).__name__}: {exc})"
-            ) from None
+        return self.translated(
+            prepared, "an Anthropic message", lambda: response_from(data, prepared.target.model)
+        )
 
     def stream_decoder(self, prepared: Prepared) -> StreamTranslator:
         return StreamTranslator(prepared.target.model, self.name)

@@ -101,12 +101,9 @@ class BedrockProvider(HttpProvider):
         return signer.sign(self.url(prepared, key), {"content-type": "application/json"}, prepared.body)
 
     def response_from(self, data: dict[str, Any], prepared: Prepared) -> pb.ChatCompletionResponse:
-        try:
-            return response_from(data, prepared.target.model)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise self.bad_response(
-                prepared, f"not a Converse response ({type(exc).__name__}: {exc})"
-            ) from None
+        return self.translated(
+            prepared, "a Converse response", lambda: response_from(data, prepared.target.model)
+        )
 
     def stream_decoder(self, prepared: Prepared) -> StreamTranslator:
         return StreamTranslator(prepared.target.model)

@@ -128,12 +128,8 @@ class VertexProvider(GeminiWire):
     def response_from(self, data: dict[str, Any], prepared: Prepared) -> pb.ChatCompletionResponse:
         if prepared.extra["publisher"] != "anthropic":
             return super().response_from(data, prepared)
-        try:
-            return anthropic_response(data, prepared.target.model)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise self.bad_response(
-                prepared, f"not an Anthropic message ({type(exc).__name__}: {exc})"
-            ) from None
+        model = prepared.target.model
+        return self.translated(prepared, "an Anthropic message", lambda: anthropic_response(data, model))
 
     def stream_decoder(self, prepared: Prepared) -> StreamDecoder:
         if prepared.extra["publisher"] == "anthropic":

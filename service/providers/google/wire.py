@@ -31,12 +31,12 @@ class GeminiWire(HttpProvider):
         return Prepared(target, orjson.dumps(body), stream)
 
     def response_from(self, data: dict[str, Any], prepared: Prepared) -> pb.ChatCompletionResponse:
-        try:
-            return response_from(data, provider=self.name, model=prepared.target.model)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise self.bad_response(
-                prepared, f"not a Gemini GenerateContentResponse ({type(exc).__name__}: {exc})"
-            ) from None
+        model = prepared.target.model
+        return self.translated(
+            prepared,
+            "a Gemini GenerateContentResponse",
+            lambda: response_from(data, provider=self.name, model=model),
+        )
 
     def stream_decoder(self, prepared: Prepared) -> StreamDecoder:
         return GeminiStream(prepared.target.model, self.name)
