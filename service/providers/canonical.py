@@ -11,6 +11,7 @@ and its stream decoder into a skipped, counted payload (``PayloadGuard``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -74,6 +75,28 @@ def redacted_detail(index: int, data: str) -> pb.ReasoningDetail:
 def tool_arguments(value: object) -> str:
     """A tool call's input object as the JSON text OpenAI's ``arguments`` carries."""
     return orjson.dumps(value if value is not None else {}).decode()
+
+
+class ChunkBuilder:
+    """What a dialect's stream translator shares: the stream's id, creation time and model, and
+    the canonical chunks made from them (one choice's ``delta``, or any choices)."""
+
+    def __init__(self, model: str, completion_id: str = "") -> None:
+        self.id = completion_id
+        self.model = model  # until the upstream names the model that answers
+        self.created = int(time.time())
+
+    def _delta(self, delta: pb.ChatMessage) -> pb.ChatCompletionChunk:
+        return self._chunk([pb.Choice(index=0, delta=delta)])
+
+    def _chunk(self, choices: list[pb.Choice]) -> pb.ChatCompletionChunk:
+        return pb.ChatCompletionChunk(
+            id=self.id,
+            object="chat.completion.chunk",
+            created=self.created,
+            model=self.model,
+            choices=choices,
+        )
 
 
 # ---------------------------------------------------------------- canonical messages in

@@ -8,13 +8,12 @@ numbered from 0 in call order, then a chunk with ``finish_reason``, then one wit
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from service.providers.canonical import reasoning_detail, redacted_detail, tool_arguments
+from service.providers.canonical import ChunkBuilder, reasoning_detail, redacted_detail, tool_arguments
 from switchyard.v1 import chat_pb2 as pb
 
 from .errors import anthropic_error
@@ -23,7 +22,7 @@ from .response import finish_reason, usage_from
 Event = Mapping[str, Any]
 
 
-class StreamTranslator:
+class StreamTranslator(ChunkBuilder):
     """The state of one stream (a ``StreamDecoder``): feed it each event, get back the chunks to send.
 
     A malformed event raises KeyError/TypeError/ValueError; an ``error`` event raises UpstreamError.
@@ -32,11 +31,9 @@ class StreamTranslator:
     end_marker = "message_stop"
 
     def __init__(self, model: str, provider: str) -> None:
-        self.id = ""
-        self.model = model  # until message_start names the model that answers
+        super().__init__(model)  # its id and model come with message_start
         self._target_model = model
         self._provider = provider
-        self.created = int(time.time())
         self.finished = False  # message_delta (stop reason and final usage) has arrived
         self.stopped = False  # message_stop has arrived
         self._usage: dict[str, Any] = {}
@@ -161,15 +158,3 @@ class StreamTranslator:
         if text:
             delta.reasoning = text
         return self._delta(delta)
-
-    def _delta(self, delta: pb.ChatMessage) -> pb.ChatCompletionChunk:
-        return self._chunk([pb.Choice(index=0, delta=delta)])
-
-    def _chunk(self, choices: list[pb.Choice]) -> pb.ChatCompletionChunk:
-        return pb.ChatCompletionChunk(
-            id=self.id,
-            object="chat.completion.chunk",
-            created=self.created,
-            model=self.model,
-            choices=choices,
-        )

@@ -12,13 +12,12 @@ Exceptions inside the stream are frames of their own, raised by the framing read
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from service.providers.canonical import reasoning_detail, redacted_detail
+from service.providers.canonical import ChunkBuilder, reasoning_detail, redacted_detail
 from switchyard.v1 import chat_pb2 as pb
 
 from .response import completion_id, finish_reason, usage_from
@@ -26,16 +25,14 @@ from .response import completion_id, finish_reason, usage_from
 Event = Mapping[str, Any]
 
 
-class StreamTranslator:
+class StreamTranslator(ChunkBuilder):
     """The state of one stream (a ``StreamDecoder``): feed it each event, get back the chunks to
     send. A malformed event raises KeyError/TypeError/ValueError."""
 
     end_marker = "metadata"
 
     def __init__(self, model: str) -> None:
-        self.id = completion_id()
-        self.model = model
-        self.created = int(time.time())
+        super().__init__(model, completion_id())
         self.stopped = False  # messageStop (the stop reason) has arrived
         self.ended = False  # metadata (the usage), the stream's last event, has arrived
         self._tools: dict[int, int] = {}  # block index -> tool_calls index
@@ -135,15 +132,3 @@ class StreamTranslator:
     def _arguments(self, index: int, text: str) -> pb.ChatCompletionChunk:
         call = pb.ToolCall(index=self._tools[index], function=pb.FunctionCall(arguments=text))
         return self._delta(pb.ChatMessage(tool_calls=[call]))
-
-    def _delta(self, delta: pb.ChatMessage) -> pb.ChatCompletionChunk:
-        return self._chunk([pb.Choice(index=0, delta=delta)])
-
-    def _chunk(self, choices: list[pb.Choice]) -> pb.ChatCompletionChunk:
-        return pb.ChatCompletionChunk(
-            id=self.id,
-            object="chat.completion.chunk",
-            created=self.created,
-            model=self.model,
-            choices=choices,
-        )

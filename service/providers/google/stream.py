@@ -9,13 +9,12 @@ before it is a broken stream (``502 upstream_stream_broken``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from service.providers.canonical import REASONING_TEXT
+from service.providers.canonical import REASONING_TEXT, ChunkBuilder
 from switchyard.v1 import chat_pb2 as pb
 
 from .errors import google_error
@@ -30,7 +29,7 @@ from .response import (
 )
 
 
-class GeminiStream:
+class GeminiStream(ChunkBuilder):
     """One stream's state (a ``StreamDecoder``): feed it each event, get back the chunks to send.
 
     A malformed event raises KeyError/TypeError/ValueError; an error event or a blocked prompt
@@ -44,11 +43,9 @@ class GeminiStream:
     ended = False
 
     def __init__(self, model: str, provider: str) -> None:
-        self.id = ""
-        self.model = model  # until modelVersion names the model that answers
+        super().__init__(model)  # its id and model come with the first event
         self._target_model = model
         self._provider = provider
-        self.created = int(time.time())
         self.complete = False  # every candidate has finished and the usage chunk has gone out
         self._usage = pb.Usage()
         self._started: set[int] = set()  # candidates whose role chunk has gone out
@@ -120,12 +117,3 @@ class GeminiStream:
             reason = finish_reason(finish, index in self._calls)
             chunks.append(self._chunk([pb.Choice(index=index, delta=pb.ChatMessage(), finish_reason=reason)]))
         return chunks
-
-    def _chunk(self, choices: list[pb.Choice]) -> pb.ChatCompletionChunk:
-        return pb.ChatCompletionChunk(
-            id=self.id,
-            object="chat.completion.chunk",
-            created=self.created,
-            model=self.model,
-            choices=choices,
-        )
