@@ -35,6 +35,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from service.errors import GatewayError
 from service.pipeline import CallContext, Plugin
 from service.providers import upstream_headers
+from service.providers.canonical import stop_sequences
 from service.routing import Target
 from switchyard import codec
 from switchyard.config import ProviderConfig, TracingConfig
@@ -321,11 +322,8 @@ def _request_attributes(request: pb.ChatCompletionRequest, model: str) -> dict[s
         attributes["gen_ai.request.max_tokens"] = request.max_tokens
     if request.HasField("n") and request.n != 1:
         attributes["gen_ai.request.choice.count"] = request.n
-    which = request.WhichOneof("stop")
-    if which == "stop_string":
-        attributes["gen_ai.request.stop_sequences"] = [request.stop_string]
-    elif which == "stop_list":
-        attributes["gen_ai.request.stop_sequences"] = list(request.stop_list.values)
+    if request.WhichOneof("stop"):
+        attributes["gen_ai.request.stop_sequences"] = stop_sequences(request)
     return attributes
 
 

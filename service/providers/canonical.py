@@ -122,6 +122,16 @@ def content_blocks(
     return []
 
 
+def stop_sequences(request: pb.ChatCompletionRequest) -> list[str]:
+    """``stop`` as a list, whether the caller sent one string or several."""
+    kind = request.WhichOneof("stop")
+    if kind == "stop_string":
+        return [request.stop_string]
+    if kind == "stop_list":
+        return list(request.stop_list.values)
+    return []
+
+
 def refusal_text(part: pb.ContentPart) -> str:
     """An assistant's refusal content part (its text kept in the part's extra JSON)."""
     if not part.extra_json:

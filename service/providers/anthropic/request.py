@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from service.errors import GatewayError, invalid_request
-from service.providers.canonical import named_function
+from service.providers.canonical import named_function, stop_sequences
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -53,7 +53,7 @@ def build_body(request: pb.ChatCompletionRequest, model: str, default_max_tokens
         body["temperature"] = request.temperature
     if request.HasField("top_p"):
         body["top_p"] = request.top_p
-    stop = _stop(request)
+    stop = stop_sequences(request)
     if stop:
         body["stop_sequences"] = stop
     if request.HasField("user"):
@@ -143,15 +143,6 @@ def _check_thinking_compatible(request: pb.ChatCompletionRequest) -> None:
         raise invalid_request(
             "with reasoning_effort, Anthropic cannot force a tool call; use tool_choice auto", "tool_choice"
         )
-
-
-def _stop(request: pb.ChatCompletionRequest) -> list[str]:
-    kind = request.WhichOneof("stop")
-    if kind == "stop_string":
-        return [request.stop_string]
-    if kind == "stop_list":
-        return list(request.stop_list.values)
-    return []
 
 
 def _tool(tool: pb.Tool, where: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from service.errors import GatewayError, invalid_request
-from service.providers.canonical import named_function
+from service.providers.canonical import named_function, stop_sequences
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -125,11 +125,9 @@ def _inference(request: pb.ChatCompletionRequest) -> dict[str, Any]:
         config["temperature"] = request.temperature
     if request.HasField("top_p"):
         config["topP"] = request.top_p
-    kind = request.WhichOneof("stop")
-    if kind == "stop_string":
-        config["stopSequences"] = [request.stop_string]
-    elif kind == "stop_list" and request.stop_list.values:
-        config["stopSequences"] = list(request.stop_list.values)
+    stop = stop_sequences(request)
+    if stop:
+        config["stopSequences"] = stop
     return config
 
 

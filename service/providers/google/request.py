@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from service.errors import GatewayError, invalid_request
-from service.providers.canonical import named_function
+from service.providers.canonical import named_function, stop_sequences
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
 
@@ -107,7 +107,7 @@ def _generation_config(
     if cap is not None:
         # Gemini's cap, like OpenAI's max_completion_tokens, counts the thinking too.
         config["maxOutputTokens"] = getattr(request, cap)
-    stop = _stop(request)
+    stop = stop_sequences(request)
     if stop:
         config["stopSequences"] = stop
     if request.HasField("n"):
@@ -122,15 +122,6 @@ def _generation_config(
     if request.HasField("reasoning_effort"):
         config["thinkingConfig"] = _thinking(request.reasoning_effort, model)
     return config
-
-
-def _stop(request: pb.ChatCompletionRequest) -> list[str]:
-    kind = request.WhichOneof("stop")
-    if kind == "stop_string":
-        return [request.stop_string]
-    if kind == "stop_list":
-        return list(request.stop_list.values)
-    return []
 
 
 def _response_format(response_format: pb.ResponseFormat, schemas: SchemaDialect) -> dict[str, Any]:
