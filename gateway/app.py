@@ -42,6 +42,9 @@ from switchyard.v1 import chat_pb2 as pb
 # W3C trace context goes too, so the service's spans join the caller's trace.
 FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "traceparent", "tracestate")
 _FORWARDED = frozenset(name.encode() for name in FORWARDED_HEADERS)
+# Turns mid-stream failover on or off for one request (resilience.midstream is the default).
+MIDSTREAM_HEADER = "x-switchyard-midstream-failover"
+_MIDSTREAM = MIDSTREAM_HEADER.encode()
 T = TypeVar("T")
 log = logging.getLogger("switchyard.gateway")
 _DONE = b"data: [DONE]\n\n"
@@ -107,11 +110,13 @@ def create_app(
             return gateway_error(
                 400, "invalid_request_error", f"request body is not valid JSON: {exc}", event_id=request_id
             )
-        headers, api_version = _request_meta(scope)
+        headers, api_version, failover = _request_meta(scope)
         try:
             chat_request = codec.request_from_dict(
                 data, deployment_id=scope["path_params"].get("deployment_id", ""), api_version=api_version
             )
+            if failover is not None:
+                chat_request.midstream_failover = _switch(failover, MIDSTREAM_HEADER)
         except codec.CodecError as exc:
             return gateway_error(
                 400, "invalid_request_error", exc.message, param=exc.param, event_id=request_id
@@ -269,13 +274,16 @@ def _sse(chunk: pb.ChatCompletionChunk) -> bytes:
     return b"data: " + orjson.dumps(codec.response_to_dict(chunk)) + b"\n\n"
 
 
-def _request_meta(scope: Scope) -> tuple[Metadata, str | None]:
-    """The headers forwarded as call metadata, and the ``api-version`` query parameter."""
-    metadata = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in scope["headers"]
-        if name in _FORWARDED
-    ]
+def _request_meta(scope: Scope) -> tuple[Metadata, str | None, bytes | None]:
+    """The headers forwarded as call metadata, the ``api-version`` query parameter, and the
+    mid-stream failover header (the request's ``midstream_failover`` field)."""
+    metadata = []
+    failover = None
+    for name, value in scope["headers"]:
+        if name in _FORWARDED:
+            metadata.append((name.decode("latin-1"), value.decode("latin-1")))
+        elif name == _MIDSTREAM:
+            failover = value
     request_id = request_id_of(scope)
     if request_id is not None:
         metadata.append((REQUEST_ID_HEADER, request_id))
@@ -283,7 +291,16 @@ def _request_meta(scope: Scope) -> tuple[Metadata, str | None]:
     query: bytes = scope.get("query_string", b"")
     if query:
         api_version = parse_qs(query.decode("latin-1")).get("api-version", [None])[0]
-    return metadata, api_version
+    return metadata, api_version, failover
+
+
+def _switch(value: bytes, header: str) -> bool:
+    text = value.decode("latin-1").strip().lower()
+    if text in ("true", "1", "on", "yes"):
+        return True
+    if text in ("false", "0", "off", "no"):
+        return False
+    raise codec.CodecError(header, f"header {header} must be true or false, not {text[:40]!r}")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -22,10 +22,18 @@ from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError, UpstreamError, invalid_request
 from service.health import Health
+from service.midstream import (
+    SeamError,
+    Splice,
+    add_usage,
+    continuation_request,
+    estimated_tokens,
+    estimated_usage,
+)
 from service.pipeline import CallContext, ChatError, Metadata, Pipeline, Plugin
 from service.providers import Prepared, Provider
 from service.resilience import RetryPolicy, call_target, call_with_fallbacks
-from service.routing import Router, Target
+from service.routing import RoutePlan, Router, Target
 from service.stats import ServiceStats
 from service.validation import find_bad_json, validate_request
 from switchyard.config import Config
@@ -38,8 +46,12 @@ T = TypeVar("T")
 
 __all__ = ["ChatEngine", "ChatError"]
 
-# What an attempt yields for a stream: the chunks held before the first content chunk, and the rest.
-_Opened = tuple[list[pb.ChatCompletionChunk], AsyncIterator[pb.ChatCompletionChunk]]
+# What an attempt yields for a stream: the chunks held before the first content chunk, the rest,
+# the key it used and the size of the body it sent (for estimates, should it break).
+_Opened = tuple[list[pb.ChatCompletionChunk], AsyncIterator[pb.ChatCompletionChunk], int, int]
+
+# Failures that say the provider broke the stream (not the caller's request): those continue.
+_PROVIDER_FAILURES = frozenset({FailureClass.TRANSIENT, FailureClass.TIMEOUT, FailureClass.RATE_LIMIT})
 
 
 class ChatEngine:
@@ -165,8 +177,9 @@ class ChatEngine:
     async def _stream(
         self, ctx: CallContext, timeout_s: float | None
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        budget_s = self._budget(timeout_s)
         try:
-            async with asyncio.timeout(self._budget(timeout_s)) as budget:
+            async with asyncio.timeout(budget_s) as budget:
                 answer = await self._route(ctx, self._open)
                 # Committed: the total budget bounded the search for a working
                 # upstream; from here on the read timeout governs stalls.
@@ -177,9 +190,9 @@ class ChatEngine:
         except TimeoutError:
             raise ctx.fail(_deadline_error()) from None
         if isinstance(answer, pb.ChatCompletionResponse):  # a plugin answered: stream it
-            held, rest = _as_chunks(answer), _empty()
+            held, rest, key_index, body_bytes = _as_chunks(answer), _empty(), -1, 0
         else:
-            held, rest = answer
+            held, rest, key_index, body_bytes = answer
         request = ctx.request
         want_usage = request.stream_options.include_usage if request.HasField("stream_options") else False
         hooks = self.pipeline.chunk_hooks
@@ -188,12 +201,13 @@ class ChatEngine:
         target = ctx.target
         fill_extra = self._fill_extra
         index = 0
-        if target is not None:
-            idle_s = (target.timeouts or self._provider(target).config.timeouts).stream_idle_s
-        else:
-            idle_s = self._config.timeouts.stream_idle_s  # a plugin's answer: nothing to wait for
         next_chunk = rest.__anext__
-        watch = _StallWatch(idle_s)
+        watch = self._stall_watch(target)
+        # Mid-stream failover (service/midstream.py): None when this stream cannot have one.
+        splice = Splice() if self._may_continue(ctx) else None
+        spent = ctx.spent
+        segment_started = time.perf_counter()
+        first_failure: GatewayError | None = None  # what the caller gets if no fallback can continue
 
         def outgoing(chunk: pb.ChatCompletionChunk) -> bool:
             """Account for ``chunk`` and say whether the caller gets it (a plain call per chunk:
@@ -203,6 +217,9 @@ class ChatEngine:
                 ctx.usage = chunk.usage
             for plugin in hooks:
                 plugin.on_chunk(ctx, chunk)
+            if has_usage and spent:
+                for _, usage in spent:  # priced by now: the governance plugin's hook ran
+                    add_usage(chunk.usage, usage)
             if has_usage and not want_usage and not chunk.choices:
                 if not _carries_results(chunk):
                     return False  # asked of the upstream for accounting; the caller did not ask
@@ -213,43 +230,90 @@ class ChatEngine:
                 chunk.ClearField("usage")
             if target is not None:
                 extra = chunk.extra_fields
-                fill_extra(extra, ctx, target, with_attempts=index == 0)
+                # After a failover the attempts are told again at the end, with what they spent.
+                with_attempts = index == 0 or (bool(spent) and (has_usage or _finishes(chunk)))
+                fill_extra(extra, ctx, target, with_attempts=with_attempts)
                 extra.chunk_index = index
             return True
 
+        last: pb.ChatCompletionChunk | None = None
         try:
-            for chunk in held:
-                if outgoing(chunk):
-                    index += 1
-                    yield chunk
-            while True:
-                watch.begin()
+            while True:  # one pass per upstream: more than one only after a mid-stream failover
                 try:
-                    chunk = await next_chunk()
-                except StopAsyncIteration:
-                    break
-                except asyncio.CancelledError:
-                    if watch.fired():
-                        assert target is not None  # a plugin's answer never waits
-                        raise _silent(target, idle_s, stalled=True) from None
-                    raise
-                finally:
-                    watch.reading = False
-                if outgoing(chunk):
-                    index += 1
-                    yield chunk
-        except GatewayError as err:
-            log.warning(
-                "stream from %s failed after %d chunks: %s request_id=%s",
-                target.label if target else "-",
-                index,
-                err.type,
-                ctx.request_id,
-            )
-            raise ctx.fail(err) from None
+                    for chunk in held:
+                        if splice is None:
+                            if outgoing(chunk):
+                                index += 1
+                                yield chunk
+                            continue
+                        last = chunk
+                        for piece in splice.shape(chunk):
+                            if outgoing(piece):
+                                index += 1
+                                yield piece
+                    while True:
+                        watch.begin()
+                        try:
+                            chunk = await next_chunk()
+                        except StopAsyncIteration:
+                            break
+                        except asyncio.CancelledError:
+                            if watch.fired():
+                                assert target is not None  # a plugin's answer never waits
+                                raise _silent(target, watch.idle_s, stalled=True) from None
+                            raise
+                        finally:
+                            watch.reading = False
+                        if splice is None:
+                            if outgoing(chunk):
+                                index += 1
+                                yield chunk
+                            continue
+                        last = chunk
+                        for piece in splice.shape(chunk):
+                            if outgoing(piece):
+                                index += 1
+                                yield piece
+                    if splice is not None:
+                        for piece in splice.end(last):
+                            if outgoing(piece):
+                                index += 1
+                                yield piece
+                    return
+                except (GatewayError, SeamError) as failure:
+                    if isinstance(failure, SeamError):
+                        failure = _unjoinable(target, failure)
+                    assert target is not None
+                    log.warning(
+                        "stream from %s failed after %d chunks: %s request_id=%s",
+                        target.label,
+                        index,
+                        failure.type,
+                        ctx.request_id,
+                    )
+                    if splice is None:
+                        raise ctx.fail(failure) from None
+                    first_failure = first_failure or failure
+                    watch.close()
+                    await rest.aclose()  # type: ignore[attr-defined]
+                    self._broken(ctx, target, key_index, body_bytes, splice, failure, segment_started)
+                    held, rest, key_index, body_bytes = await self._continue(
+                        ctx, failure, first_failure, splice, ctx.started + budget_s
+                    )
+                    segment_started = time.perf_counter()
+                    target = ctx.target
+                    next_chunk = rest.__anext__
+                    watch = self._stall_watch(target)
         finally:
             watch.close()
             await rest.aclose()  # type: ignore[attr-defined]
+
+    def _stall_watch(self, target: Target | None) -> _StallWatch:
+        if target is not None:
+            idle_s = (target.timeouts or self._provider(target).config.timeouts).stream_idle_s
+        else:
+            idle_s = self._config.timeouts.stream_idle_s  # a plugin's answer: nothing to wait for
+        return _StallWatch(idle_s)
 
     async def _open(self, provider: Provider, prepared: Prepared, key_index: int) -> _Opened:
         """Open a stream and read it up to its first content chunk."""
@@ -266,13 +330,96 @@ class ChatEngine:
                 async for chunk in chunks:
                     held.append(chunk)
                     if _has_content(chunk):
-                        return held, chunks
+                        return held, chunks, key_index, len(prepared.body)
         except BaseException as exc:
             await chunks.aclose()  # type: ignore[attr-defined]
             if isinstance(exc, TimeoutError) and limit.expired():
                 raise _silent(target, ttft_s) from None
             raise
-        return held, _empty()
+        return held, _empty(), key_index, len(prepared.body)
+
+    # ---------------------------------------------------------------- mid-stream failover
+
+    def _may_continue(self, ctx: CallContext) -> bool:
+        """Could this stream continue on a fallback if it broke? (Else it costs nothing extra.)"""
+        request = ctx.request
+        if request.HasField("midstream_failover"):
+            if not request.midstream_failover:
+                return False
+        elif not self._config.resilience.midstream.enabled:
+            return False
+        plan, target = ctx.plan, ctx.target
+        if plan is None or target is None or request.n > 1:
+            return False
+        return plan.targets[-1] is not target
+
+    def _broken(
+        self,
+        ctx: CallContext,
+        target: Target,
+        key_index: int,
+        body_bytes: int,
+        splice: Splice,
+        err: GatewayError,
+        started: float,
+    ) -> None:
+        """A stream broke mid-answer: its attempt is recorded, counted against its circuit, and
+        billed (what the upstream reported, or an estimate)."""
+        attempt = err.to_attempt()
+        if ctx.usage is not None:
+            attempt.usage.CopyFrom(ctx.usage)
+        else:
+            attempt.usage.CopyFrom(estimated_usage(body_bytes, splice.segment_text()))
+            attempt.usage_estimated = True
+        ctx.usage = None  # the next upstream reports its own
+        ctx.attempts.append(attempt)
+        ctx.spent.append((target, attempt.usage))
+        health = self._router.health
+        if health is not None:
+            health.record(target.provider, target.model, key_index, err.failure)
+        if self.pipeline.watches_attempts:
+            self.pipeline.on_attempt(ctx, target, key_index, err, time.perf_counter() - started)
+
+    async def _continue(
+        self,
+        ctx: CallContext,
+        err: GatewayError,
+        original: GatewayError,
+        splice: Splice,
+        deadline: float,
+    ) -> _Opened:
+        """Continue a broken answer on the plan's later targets, or raise ``original`` (the
+        first failure of the stream: a fallback's own failure must not mask it)."""
+        plan, served = ctx.plan, ctx.target
+        assert plan is not None and served is not None
+        blocked = splice.failed()
+        later = plan.targets[plan.targets.index(served) + 1 :]
+        if blocked is not None or err.failure not in _PROVIDER_FAILURES or not later:
+            raise ctx.fail(original) from None
+        text = splice.continue_from()
+        prefill = text.rstrip()
+        candidates = later
+        if prefill:  # a restart (no text yet) can go anywhere; a continuation needs a prefill
+            candidates = tuple(t for t in later if self._provider(t).accepts_prefill(t))
+            for skipped in later:
+                if skipped not in candidates:
+                    ctx.attempts.append(_prefill_unsupported(skipped))
+        if not candidates:
+            raise ctx.fail(original) from None
+        follow_up = continuation_request(ctx.request, prefill, estimated_tokens(text))
+        log.info(
+            "continuing a broken stream on a fallback (%d characters sent) request_id=%s",
+            len(text),
+            ctx.request_id,
+        )
+        ctx.target = None
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+                return await self._try_plan(ctx, RoutePlan(candidates), follow_up, self._open)
+        except (GatewayError, TimeoutError):
+            # The fallback failed too, or refused the prefill: the caller gets what broke first.
+            ctx.target = served
+            raise ctx.fail(original) from None
 
     # ---------------------------------------------------------------- the one path
 
@@ -287,6 +434,18 @@ class ChatEngine:
         request = ctx.request
         validate_request(request)
         plan = pipeline.on_plan(ctx, self._router.plan(ctx.model_requested, request.fallbacks))
+        ctx.plan = plan
+        return await self._try_plan(ctx, plan, request, attempt)
+
+    async def _try_plan(
+        self,
+        ctx: CallContext,
+        plan: RoutePlan,
+        request: pb.ChatCompletionRequest,
+        attempt: Callable[[Provider, Prepared, int], Awaitable[T]],
+    ) -> T:
+        """Each target of ``plan`` in turn, through ``attempt``, with retries and fallbacks."""
+        pipeline = self.pipeline
         stream = ctx.stream
 
         async def try_target(target: Target, fallback_follows: bool) -> T:
@@ -394,6 +553,10 @@ def _has_content(chunk: pb.ChatCompletionChunk) -> bool:
     return chunk.HasField("usage") and not chunk.choices
 
 
+def _finishes(chunk: pb.ChatCompletionChunk) -> bool:
+    return any(choice.finish_reason for choice in chunk.choices)
+
+
 def _carries_results(chunk: pb.ChatCompletionChunk) -> bool:
     return bool(chunk.search_results or chunk.citations or chunk.videos)
 
@@ -436,10 +599,10 @@ class _StallWatch:
     its own wait, and the task is noted per read because the one reading a stream can change.
     """
 
-    __slots__ = ("_cancelled", "_handle", "_idle_s", "_loop", "_started", "_task", "reading")
+    __slots__ = ("_cancelled", "_handle", "_loop", "_started", "_task", "idle_s", "reading")
 
     def __init__(self, idle_s: float) -> None:
-        self._idle_s = idle_s
+        self.idle_s = idle_s
         self._loop = asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[object] | None = None
@@ -453,12 +616,12 @@ class _StallWatch:
         self._started = self._loop.time()
         self.reading = True
         if self._handle is None:
-            self._handle = self._loop.call_at(self._started + self._idle_s, self._due)
+            self._handle = self._loop.call_at(self._started + self.idle_s, self._due)
 
     def _due(self) -> None:
-        deadline = self._started + self._idle_s
+        deadline = self._started + self.idle_s
         if not self.reading:
-            deadline = self._loop.time() + self._idle_s  # between reads: nothing to measure yet
+            deadline = self._loop.time() + self.idle_s  # between reads: nothing to measure yet
         elif self._loop.time() >= deadline and self._task is not None:
             # The task is suspended inside the read, so that is where the cancel lands.
             self._cancelled = True
@@ -493,6 +656,26 @@ def _silent(target: Target, seconds: float, *, stalled: bool = False) -> Gateway
     )
     err.from_upstream = False  # as the transport's own timeouts: no upstream status to report
     return err
+
+
+def _prefill_unsupported(target: Target) -> pb.Attempt:
+    return pb.Attempt(
+        provider=target.provider,
+        model=target.model,
+        error_type="prefill_unsupported",
+        message="skipped: it cannot continue an answer from an assistant prefill (assistant_prefill)",
+    )
+
+
+def _unjoinable(target: Target | None, err: SeamError) -> GatewayError:
+    return UpstreamError(
+        502,
+        "continuation_mismatch",
+        str(err),
+        failure=FailureClass.CALLER,  # no further continuation: it would not join either
+        provider=target.provider if target else "",
+        model=target.model if target else "",
+    )
 
 
 def _deadline_error() -> GatewayError:

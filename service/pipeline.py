@@ -75,6 +75,12 @@ class CallContext:
     first_chunk_at: float | None = None
     # Plugins (by index) whose on_request phase was reached: only they get post hooks.
     entered: int = 0
+    # The route plan, once made (a stream broken mid-answer continues on its later targets).
+    plan: RoutePlan | None = None
+    # Attempts whose tokens were spent though their answer was not served (a stream broken
+    # mid-answer, a hedge that lost): the target, and the usage in the attempt's record, which
+    # the governance plugin prices. The call's usage and cost include them.
+    spent: list[tuple[Target, pb.Usage]] = field(default_factory=list)
 
     @property
     def request_type(self) -> str:

@@ -35,7 +35,9 @@ _RESERVED_LABELS = frozenset(
     {"route", "provider", "model", "status_class", "error_type", "token_type", "outcome", "reason"}
     | {"status", "type", "key", "team", "le", "quantile", "job", "instance"}
 )
-_COMMON_PROVIDER_KEYS = frozenset({"kind", "base_url", "keys", "max_connections", "base_models", "timeouts"})
+_COMMON_PROVIDER_KEYS = frozenset(
+    {"kind", "base_url", "keys", "max_connections", "base_models", "timeouts", "assistant_prefill"}
+)
 
 
 def port_number(value: Any, path: str) -> int:
@@ -144,8 +146,17 @@ class CircuitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MidstreamConfig:
+    """Mid-stream failover: a stream that breaks after content went out is continued on a
+    fallback (service/midstream.py). A request's own choice (header, gRPC field) wins."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class ResilienceConfig:
     circuit: CircuitConfig = CircuitConfig()
+    midstream: MidstreamConfig = MidstreamConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +186,9 @@ class ProviderConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     # The top-level `timeouts` with this provider's `timeouts` over it.
     timeouts: TimeoutConfig = TimeoutConfig()
+    # Does the upstream continue a trailing assistant message (a prefill)? None: the kind's
+    # own answer (Anthropic yes, OpenAI no); set it for e.g. a vLLM server that does.
+    assistant_prefill: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -593,7 +607,7 @@ class _Reader:
 
     def resilience(self, spec: Any) -> ResilienceConfig:
         raw = self.mapping(spec, "resilience")
-        self.only(raw, "resilience", {"circuit"})
+        self.only(raw, "resilience", {"circuit", "midstream"})
         circuit = self.section(raw, "circuit", CircuitConfig, "resilience.circuit")
         if circuit.failure_rate > 1:
             raise ConfigError("resilience.circuit.failure_rate", "must be between 0 and 1")
@@ -601,7 +615,8 @@ class _Reader:
             raise ConfigError("resilience.circuit.window_s", "must be positive when failure_rate is set")
         if circuit.max_cooldown_s < circuit.cooldown_s:
             raise ConfigError("resilience.circuit.max_cooldown_s", "must be at least cooldown_s")
-        return ResilienceConfig(circuit)
+        midstream = self.section(raw, "midstream", MidstreamConfig, "resilience.midstream")
+        return ResilienceConfig(circuit, midstream)
 
     def port(self, value: Any, path: str) -> int:
         return port_number(self.resolve(value, path) if isinstance(value, str) else value, path)
@@ -687,6 +702,9 @@ class _Reader:
             },
             options=options,
             timeouts=self.timeouts_over(timeouts, raw.get("timeouts"), f"{path}.timeouts"),
+            assistant_prefill=None
+            if raw.get("assistant_prefill") is None
+            else self.scalar(raw["assistant_prefill"], f"{path}.assistant_prefill", bool),
         )
 
     def key(self, spec: Any, path: str, index: int) -> KeyConfig | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -36,7 +36,9 @@ log = logging.getLogger("switchyard.service")
 class _State:
     admission: Admission = OPEN
     pending: Reservation | None = None  # held for the target being tried
-    reservation: Reservation | None = None  # held for the target that answered
+    # Held for the targets that answered: one, or more when a stream broken mid-answer was
+    # continued on a fallback. The first settles the call's whole cost; the others are released.
+    kept: list[Reservation] = field(default_factory=list)
     completion: list[str] | None = None  # content for the request log, when it keeps content
 
 
@@ -76,7 +78,8 @@ class GovernancePlugin(Plugin):
         state = self._state(ctx)
         pending, state.pending = state.pending, None
         if error is None:
-            state.reservation = pending
+            if pending is not None:
+                state.kept.append(pending)
         elif pending is not None:  # nothing was spent on this target: release it
             try:
                 await self.governance.settle(state.admission, pending, None, 0)
@@ -96,19 +99,31 @@ class GovernancePlugin(Plugin):
             completion.extend(c.delta.text for c in chunk.choices)
 
     def _account(self, ctx: CallContext, answer: pb.ChatCompletionResponse | pb.ChatCompletionChunk) -> None:
-        """Price the usage an answer reports into its ``usage.cost`` (the caller sees it there)."""
+        """Price the usage an answer reports into its ``usage.cost`` (the caller sees it there),
+        and the call's cost: that, plus what attempts that were not served spent."""
         if answer.HasField("usage") and ctx.target is not None:
-            ctx.cost = self.governance.price_usage(answer.usage, ctx.target, answer.model)
+            cost = self.governance.price_usage(answer.usage, ctx.target, answer.model)
+            for target, usage in ctx.spent:
+                part = (
+                    usage.cost.total_cost
+                    if usage.HasField("cost")
+                    else self.governance.price_usage(usage, target, target.model)
+                )
+                cost = None if cost is None or part is None else cost + part
+            ctx.cost = cost
 
     async def on_finish(self, ctx: CallContext) -> None:
         """Settle the budget and write the request-log entry."""
         governance = self.governance
         state = self._state(ctx)
         usage = ctx.usage
+        kept = state.kept
         try:
             await governance.settle(
-                state.admission, state.reservation, ctx.cost, usage.total_tokens if usage else 0
+                state.admission, kept[0] if kept else None, ctx.cost, usage.total_tokens if usage else 0
             )
+            for extra in kept[1:]:
+                await governance.settle(state.admission, extra, None, 0)
         except Exception:
             log.exception("settling the budget of a request failed request_id=%s", ctx.request_id)
         if not governance.keeps_logs:
@@ -145,14 +160,19 @@ class GovernancePlugin(Plugin):
 def _attempts_json(attempts: list[pb.Attempt]) -> str:
     if not attempts:
         return "[]"
-    return orjson.dumps(
-        [
-            {
-                "provider": a.provider,
-                "model": a.model,
-                "status_code": a.status_code,
-                "error_type": a.error_type,
-            }
-            for a in attempts
-        ]
-    ).decode()
+    return orjson.dumps([_attempt_entry(a) for a in attempts]).decode()
+
+
+def _attempt_entry(attempt: pb.Attempt) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "provider": attempt.provider,
+        "model": attempt.model,
+        "status_code": attempt.status_code,
+        "error_type": attempt.error_type,
+    }
+    if attempt.HasField("usage"):  # tokens spent though the answer was not served
+        usage = attempt.usage
+        entry["total_tokens"] = usage.total_tokens
+        entry["cost"] = usage.cost.total_cost if usage.HasField("cost") else None
+        entry["usage_estimated"] = attempt.usage_estimated
+    return entry

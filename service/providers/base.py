@@ -127,6 +127,11 @@ class Provider(Protocol):
 
     async def aclose(self) -> None: ...
 
+    def accepts_prefill(self, target: Target) -> bool:
+        """Does ``target`` continue a trailing assistant message (a prefill) rather than answer
+        after it? Mid-stream failover continues a broken answer only on targets that do."""
+        ...
+
 
 class HttpProvider:
     """The HTTP plumbing shared by every dialect. Subclasses implement ``prepare`` and the hooks
@@ -149,6 +154,14 @@ class HttpProvider:
         # distinct ones, so parsed URLs are kept, keyed by their full text: whatever decides
         # the URL (model, stream, api-version, key), a cached one is never the wrong one.
         self._urls: dict[str, httpx.URL] = {}
+
+    # Does this dialect continue a trailing assistant message? Anthropic's does; OpenAI's answers
+    # after it instead. ``assistant_prefill`` in a provider's config overrides it.
+    continues_prefill = False
+
+    def accepts_prefill(self, target: Target) -> bool:
+        own = self.config.assistant_prefill
+        return self.continues_prefill if own is None else own
 
     # -- hooks for the dialects
 

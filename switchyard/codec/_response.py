@@ -77,13 +77,13 @@ def _new_top() -> dict[str, Any]:
     return {"id": "", "object": "", "created": 0, "model": "", "choices": []}
 
 
+define_encoder(pb.Usage.DESCRIPTOR, new=_new_usage)  # before Attempt, which holds one
 ATTEMPT_ENCODER: Final = define_encoder(pb.Attempt.DESCRIPTOR, new=_new_attempt)
 define_encoder(
     pb.ExtraFields.DESCRIPTOR,
     new=_new_extra_fields,
     overrides={"attempts": ("attempts", many(ATTEMPT_ENCODER))},
 )
-define_encoder(pb.Usage.DESCRIPTOR, new=_new_usage)
 # The entries of top_logprobs have no nested top_logprobs key; content/refusal entries do.
 _top_logprob = define_encoder(pb.TokenLogProb.DESCRIPTOR, new=_new_top_logprob)
 _token_logprob = define_encoder(

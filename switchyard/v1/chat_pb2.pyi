@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChatCompletionRequest(_message.Message):
-    __slots__ = ("deployment_id", "api_version", "model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "n", "stop_string", "stop_list", "seed", "user", "tools", "tool_choice_mode", "tool_choice_json", "parallel_tool_calls", "response_format", "reasoning_effort", "service_tier", "stream_options", "fallbacks", "extra_json")
+    __slots__ = ("deployment_id", "api_version", "model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "n", "stop_string", "stop_list", "seed", "user", "tools", "tool_choice_mode", "tool_choice_json", "parallel_tool_calls", "response_format", "reasoning_effort", "service_tier", "stream_options", "fallbacks", "extra_json", "midstream_failover")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class ChatCompletionRequest(_message.Message):
     STREAM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     EXTRA_JSON_FIELD_NUMBER: _ClassVar[int]
+    MIDSTREAM_FAILOVER_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     api_version: str
     model: str
@@ -68,7 +69,8 @@ class ChatCompletionRequest(_message.Message):
     stream_options: StreamOptions
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
     extra_json: str
-    def __init__(self, deployment_id: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., stream: _Optional[bool] = ..., max_tokens: _Optional[int] = ..., max_completion_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., logit_bias: _Optional[_Union[LogitBias, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., n: _Optional[int] = ..., stop_string: _Optional[str] = ..., stop_list: _Optional[_Union[StringList, _Mapping]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice_mode: _Optional[str] = ..., tool_choice_json: _Optional[str] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[str] = ..., service_tier: _Optional[str] = ..., stream_options: _Optional[_Union[StreamOptions, _Mapping]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., extra_json: _Optional[str] = ...) -> None: ...
+    midstream_failover: bool
+    def __init__(self, deployment_id: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., stream: _Optional[bool] = ..., max_tokens: _Optional[int] = ..., max_completion_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., logit_bias: _Optional[_Union[LogitBias, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., n: _Optional[int] = ..., stop_string: _Optional[str] = ..., stop_list: _Optional[_Union[StringList, _Mapping]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice_mode: _Optional[str] = ..., tool_choice_json: _Optional[str] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[str] = ..., service_tier: _Optional[str] = ..., stream_options: _Optional[_Union[StreamOptions, _Mapping]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., extra_json: _Optional[str] = ..., midstream_failover: _Optional[bool] = ...) -> None: ...
 
 class StringList(_message.Message):
     __slots__ = ("values",)
@@ -593,18 +595,22 @@ class CacheDebug(_message.Message):
     def __init__(self, cache_hit: _Optional[bool] = ..., cache_id: _Optional[str] = ..., hit_type: _Optional[str] = ..., requested_provider: _Optional[str] = ..., requested_model: _Optional[str] = ..., provider_used: _Optional[str] = ..., model_used: _Optional[str] = ..., input_tokens: _Optional[int] = ..., threshold: _Optional[float] = ..., similarity: _Optional[float] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("provider", "model", "status_code", "error_type", "message")
+    __slots__ = ("provider", "model", "status_code", "error_type", "message", "usage", "usage_estimated")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     provider: str
     model: str
     status_code: int
     error_type: str
     message: str
-    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., status_code: _Optional[int] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    usage: Usage
+    usage_estimated: bool
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., status_code: _Optional[int] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., usage_estimated: _Optional[bool] = ...) -> None: ...
 
 class ErrorBody(_message.Message):
     __slots__ = ("event_id", "type", "is_bifrost_error", "status_code", "error", "extra_fields")

@@ -29,6 +29,8 @@ class AnthropicOptions:
 
 
 class AnthropicProvider(HttpProvider):
+    continues_prefill = True  # a final assistant turn is the start of the answer
+
     def __init__(self, config: ProviderConfig, context: ProviderContext, options: AnthropicOptions) -> None:
         super().__init__(config, context)
         self.options = options

@@ -88,6 +88,12 @@ class BedrockProvider(HttpProvider):
         # id(key) -> (key, its signer); the key is kept so a recycled id is never taken for it.
         self._signers: dict[int, tuple[KeyConfig, Signer]] = {}
 
+    def accepts_prefill(self, target: Target) -> bool:
+        # Converse continues a final assistant turn for Anthropic's models; for the others it
+        # is not documented, so they are not trusted with it unless the config says so.
+        own = self.config.assistant_prefill
+        return "anthropic." in target.model if own is None else own
+
     def prepare(self, request: pb.ChatCompletionRequest, target: Target, *, stream: bool) -> Prepared:
         return Prepared(target, orjson.dumps(build_body(request)), stream)
 

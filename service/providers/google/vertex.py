@@ -92,6 +92,10 @@ class VertexProvider(GeminiWire):
             f"/projects/{project}/locations/{location}/publishers"
         )
 
+    def accepts_prefill(self, target: Target) -> bool:
+        own = self.config.assistant_prefill  # Claude on Vertex continues one, as on Anthropic's API
+        return publisher_of(target.model)[0] == "anthropic" if own is None else own
+
     # -- the request
 
     def prepare(self, request: pb.ChatCompletionRequest, target: Target, *, stream: bool) -> Prepared:
