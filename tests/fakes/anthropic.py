@@ -211,12 +211,23 @@ class _Exchange:
         if reply.redacted_thinking is not None:
             blocks.append({"type": "redacted_thinking", "data": reply.redacted_thinking})
         text = reply.text if reply.text is not None or reply.tool_uses else self.echo()
+        prefill = self.prefill()
+        if text is not None and prefill:
+            # Like the real API, a final assistant turn is the answer's start: only the rest comes
+            # back (a scripted text that does not start with it is sent whole, as a model restarting).
+            text = text[len(prefill) :] if text.startswith(prefill) else text
         if text is not None:
             blocks.append({"type": "text", "text": text})
         for i, use in enumerate(reply.tool_uses):
             call_id = use.id or f"toolu_fake{self.rec.seq}_{i}"
             blocks.append({"type": "tool_use", "id": call_id, "name": use.name, "input": dict(use.input)})
         return blocks
+
+    def prefill(self) -> str:
+        """The text of a final assistant turn (a prefill), or ""."""
+        if self.messages and self.messages[-1].get("role") == "assistant":
+            return _text_of(self.messages[-1].get("content"))
+        return ""
 
     def usage(self, blocks: list[dict[str, Any]]) -> Usage:
         if self.reply.usage is not None:
@@ -342,6 +353,15 @@ class FakeAnthropic(FakeUpstream):
         for required in ("model", "max_tokens", "messages"):
             if required not in rec.body:
                 return self._error(rec, "invalid_request_error", f"{required}: Field required")
+        messages = rec.body["messages"]
+        if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+            last = messages[-1]
+            if (
+                last.get("role") == "assistant"
+                and _text_of(last.get("content")) != _text_of(last.get("content")).rstrip()
+            ):
+                message = "final assistant content cannot end with trailing whitespace"
+                return self._error(rec, "invalid_request_error", message)
         return None
 
     def _error(self, rec: Recorded, error_type: str, message: str) -> web.Response:

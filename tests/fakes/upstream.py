@@ -175,6 +175,8 @@ class Reply:
     delay_s: float = 0.0
     delay_between_s: float = 0.0
     break_after: int | None = None
+    stall_after: int | None = None
+    stall_s: float = 0.0
     hang_s: float = 0.0
     hang_interval_s: float = 0.05
     hang_tick: str = ""
@@ -237,6 +239,8 @@ class Reply:
         reasoning_key: str = "reasoning_content",
         extra: Mapping[str, Any] | None = None,
         usage_always: bool = False,
+        stall_after: int | None = None,
+        stall_s: float = 0.0,
     ) -> Reply:
         """A success with stream control.
 
@@ -247,9 +251,12 @@ class Reply:
         sends a garbled ``data:`` event before body event k. ``reasoning`` is streamed (word by
         word, under ``reasoning_key``) before the content; ``extra`` goes on the last chunk before
         ``[DONE]``; ``usage_always`` sends the usage chunk even when the request did not ask for it
-        (as Perplexity and Mistral do).
+        (as Perplexity and Mistral do). ``stall_after=k`` goes silent for ``stall_s`` after k body
+        events, with the connection open, then carries on.
         """
         return cls(
+            stall_after=stall_after,
+            stall_s=stall_s,
             reasoning=reasoning,
             reasoning_key=reasoning_key,
             extra=dict(extra or {}),
@@ -856,7 +863,7 @@ class FakeUpstream:
         headers.setdefault("cache-control", "no-cache")
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
-        if not (reply.delay_between_s or reply.break_after is not None or reply.hang_s):
+        if not (reply.delay_between_s or reply.break_after is not None or reply.hang_s or reply.stall_s):
             await response.write(b"".join(head + body + tail))
             await response.write_eof()
             return response
@@ -865,6 +872,8 @@ class FakeUpstream:
         for k, event in enumerate(sent):
             if k and reply.delay_between_s:
                 await asyncio.sleep(reply.delay_between_s)
+            if k == reply.stall_after:
+                await asyncio.sleep(reply.stall_s)
             await response.write(event)
         if reply.break_after is not None:
             _close(request)
