@@ -351,7 +351,7 @@ class ChatEngine:
         plan, target = ctx.plan, ctx.target
         if plan is None or target is None or request.n > 1:
             return False
-        return plan.targets[-1] is not target
+        return bool(_later(plan, target))
 
     def _broken(
         self,
@@ -393,7 +393,7 @@ class ChatEngine:
         plan, served = ctx.plan, ctx.target
         assert plan is not None and served is not None
         blocked = splice.failed()
-        later = plan.targets[plan.targets.index(served) + 1 :]
+        later = _later(plan, served)
         if blocked is not None or err.failure not in _PROVIDER_FAILURES or not later:
             raise ctx.fail(original) from None
         text = splice.continue_from()
@@ -485,7 +485,22 @@ class ChatEngine:
             await pipeline.after_target(ctx, target, None)
             return result
 
-        return await call_with_fallbacks(plan, try_target, ctx.attempts, self._router.health)
+        if plan.hedge is None or plan.hedge_config is None:
+            return await call_with_fallbacks(plan, try_target, ctx.attempts, self._router.health)
+        primary = plan.targets[0]
+        delay_s = self._router.hedge_times.delay_s(primary.provider, primary.model, plan.hedge_config)
+
+        async def hedge_lost(loser: Target, winner: Target, result: T | None) -> None:
+            ctx.attempts.append(_hedge_attempt(loser, won=False))
+            ctx.attempts.append(_hedge_attempt(winner, won=True))
+            if result is not None:  # both answered at once: the loser's answer is dropped
+                ctx.target = winner
+                if isinstance(result, tuple):
+                    await result[1].aclose()
+
+        return await call_with_fallbacks(
+            plan, try_target, ctx.attempts, self._router.health, hedge_delay_s=delay_s, hedge_lost=hedge_lost
+        )
 
     # ---------------------------------------------------------------- helpers
 
@@ -656,6 +671,33 @@ def _silent(target: Target, seconds: float, *, stalled: bool = False) -> Gateway
     )
     err.from_upstream = False  # as the transport's own timeouts: no upstream status to report
     return err
+
+
+def _later(plan: RoutePlan, served: Target) -> tuple[Target, ...]:
+    """The plan's targets a broken stream from ``served`` may continue on."""
+    targets = plan.targets
+    if targets[-1] is served:
+        return ()
+    if served in targets:
+        return targets[targets.index(served) + 1 :]
+    return tuple(t for t in targets[1:] if t != served)  # a hedge won: the fallbacks
+
+
+def _hedge_attempt(target: Target, *, won: bool) -> pb.Attempt:
+    if won:
+        return pb.Attempt(
+            provider=target.provider,
+            model=target.model,
+            status_code=200,
+            error_type="hedge_won",
+            message="a hedged attempt: it produced content first",
+        )
+    return pb.Attempt(
+        provider=target.provider,
+        model=target.model,
+        error_type="hedge_lost",
+        message="a hedged attempt: cancelled, the other produced content first",
+    )
 
 
 def _prefill_unsupported(target: Target) -> pb.Attempt:

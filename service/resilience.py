@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from service.errors import CONTEXT_LENGTH_EXCEEDED, FailureClass, GatewayError
 from service.health import Admission, Health
+from service.hedging import RaceLost, race
 from service.routing import RoutePlan, Router, Target
 from switchyard.config import ProviderConfig, RetryConfig
 from switchyard.request_id import current_request_id
@@ -119,7 +120,9 @@ async def call_target(
             retry += 1
             await asyncio.sleep(delay)
         else:
-            router.latency.observe(target.provider, target.model, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            router.latency.observe(target.provider, target.model, elapsed)
+            router.hedge_times.observe(target.provider, target.model, elapsed)
             if health is not None:
                 health.record(target.provider, target.model, key_index, None)
             return result
@@ -134,17 +137,25 @@ async def call_with_fallbacks(
     try_target: Callable[[Target, bool], Awaitable[T]],
     attempts: list[pb.Attempt],
     health: Health | None = None,
+    *,
+    hedge_delay_s: float | None = None,
+    hedge_lost: Callable[[Target, Target, T | None], Awaitable[None]] | None = None,
 ) -> T:
     """Try the plan's targets in order; re-raise the primary's error when all fail.
 
-    ``try_target(target, fallback_follows)``; ``health``: skip targets whose circuit is open."""
+    ``try_target(target, fallback_follows)``; ``health``: skip targets whose circuit is open.
+    With ``plan.hedge`` and ``hedge_delay_s``, the primary races the hedge target
+    (service/hedging.py); ``hedge_lost(loser, winner, loser_result)`` is told of the loser."""
     for ref, why in plan.skipped:
         attempts.append(pb.Attempt(provider="", model=ref, error_type="fallback_skipped", message=why))
     primary_error: GatewayError | None = None
     targets = plan.targets
     last = len(targets) - 1
     primary_skip: pb.Attempt | None = None
+    hedged: Target | None = None  # the hedge target, once tried in a race
     for index, target in enumerate(targets):
+        if target == hedged:
+            continue
         admission = Admission.ADMITTED
         if health is not None:
             admission = health.admit_target(target.provider, target.model)
@@ -155,6 +166,13 @@ async def call_with_fallbacks(
                     primary_skip = skip
                 continue
         try:
+            if index == 0 and _may_hedge(plan, hedge_delay_s, health):
+                try:
+                    return await _hedged(plan, try_target, hedge_delay_s or 0.0, hedge_lost)
+                except RaceLost as lost:
+                    if lost.hedge_started:
+                        hedged = plan.hedge
+                    raise lost.error from None
             return await try_target(target, index < last)
         except GatewayError as err:
             if isinstance(err, NoKeyAvailable):
@@ -177,6 +195,40 @@ async def call_with_fallbacks(
         primary_skip.message += "; every target is open, so it is tried anyway"
         return await try_target(targets[0], False)
     raise primary_error
+
+
+def _may_hedge(plan: RoutePlan, delay_s: float | None, health: Health | None) -> bool:
+    hedge = plan.hedge
+    if hedge is None or delay_s is None:
+        return False
+    return health is None or not health.target_open(hedge.provider, hedge.model)
+
+
+async def _hedged(
+    plan: RoutePlan,
+    try_target: Callable[[Target, bool], Awaitable[T]],
+    delay_s: float,
+    hedge_lost: Callable[[Target, Target, T | None], Awaitable[None]] | None,
+) -> T:
+    primary, hedge = plan.targets[0], plan.hedge
+    assert hedge is not None
+    pair = (primary, hedge)
+
+    async def lost(index: int, result: T | None) -> None:
+        if hedge_lost is not None:
+            await hedge_lost(pair[index], pair[1 - index], result)
+
+    def keep_racing(error: BaseException) -> bool:
+        # A caller error of the primary ends the race: the request itself is at fault.
+        return isinstance(error, GatewayError) and error.failure.falls_back
+
+    return await race(
+        lambda: try_target(primary, True),
+        lambda: try_target(hedge, True),
+        delay_s,
+        keep_racing=keep_racing,
+        lost=lost,
+    )
 
 
 def _circuit_open(target: Target, health: Health) -> pb.Attempt:

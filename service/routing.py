@@ -17,7 +17,16 @@ from typing import TypeVar
 
 from service.errors import FailureClass, GatewayError
 from service.health import Health
-from switchyard.config import Config, KeyConfig, ProviderConfig, TargetConfig, TimeoutConfig
+from service.hedging import HedgeTimes
+from switchyard.config import (
+    Config,
+    DeploymentConfig,
+    HedgeConfig,
+    KeyConfig,
+    ProviderConfig,
+    TargetConfig,
+    TimeoutConfig,
+)
 
 T = TypeVar("T")
 
@@ -47,6 +56,9 @@ class RoutePlan:
     skipped: tuple[tuple[str, str], ...] = ()
     # The deployment's context_fallbacks: tried only when the primary's prompt is too long.
     context_targets: tuple[Target, ...] = ()
+    # Hedged requests (service/hedging.py): the second target, and when it starts.
+    hedge: Target | None = None
+    hedge_config: HedgeConfig | None = None
 
 
 # Latency routing: one call in this many takes the plain weighted choice (exploration).
@@ -68,6 +80,10 @@ class Router:
             for d in config.deployments.values()
             if d.routing == "latency"
             for t in d.targets
+        )
+        # Times to first token of hedged deployments' targets, for a percentile hedge delay.
+        self.hedge_times = HedgeTimes(
+            (t.provider, t.model) for d in config.deployments.values() if d.hedge is not None for t in d.targets
         )
 
     def plan(self, ref: str, request_fallbacks: Sequence[str]) -> RoutePlan:
@@ -104,7 +120,18 @@ class Router:
             target = self.resolve(ref, trusted=True)
             if target is not None and target not in context:
                 context.append(target)
-        return RoutePlan(tuple(targets), tuple(skipped), tuple(context))
+        if declared is None or declared.hedge is None:
+            return RoutePlan(tuple(targets), tuple(skipped), tuple(context))
+        hedge = self._hedge_target(declared, primary, targets)
+        return RoutePlan(tuple(targets), tuple(skipped), tuple(context), hedge, declared.hedge)
+
+    def _hedge_target(self, deployment: DeploymentConfig, primary: Target, plan: list[Target]) -> Target | None:
+        """Another of the deployment's targets, by weight; else its first fallback."""
+        others = [t for t in deployment.targets if (t.provider, t.model) != (primary.provider, primary.model)]
+        if others:
+            chosen = self._weighted(others, [t.weight for t in others])
+            return self._target(chosen.provider, chosen.model, deployment.name, chosen.base_model, chosen.timeouts)
+        return plan[1] if len(plan) > 1 else None
 
     def resolve(self, ref: str, *, trusted: bool = False) -> Target | None:
         deployment = self._config.deployments.get(ref)

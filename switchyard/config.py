@@ -204,6 +204,17 @@ class TargetConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HedgeConfig:
+    """A second target starts when the first has not produced its first token in time
+    (service/hedging.py)."""
+
+    # The delay; with ``percentile``, the delay until the first target has been measured enough.
+    after_ms: float = 1000.0
+    # 0: the fixed delay; e.g. 95: the first target's rolling p95 time to first token.
+    percentile: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentConfig:
     name: str
     targets: tuple[TargetConfig, ...]
@@ -213,6 +224,8 @@ class DeploymentConfig:
     # How a target is chosen: "weighted" (random by weight) or "latency" (of two drawn by
     # weight, the one answering faster lately; see service/routing.py).
     routing: str = "weighted"
+    # Hedged requests (off: None).
+    hedge: HedgeConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -739,7 +752,7 @@ class _Reader:
     def deployment(self, name: str, spec: Any, providers: Mapping[str, ProviderConfig]) -> DeploymentConfig:
         path = f"deployments.{name}"
         raw = self.mapping(spec, path)
-        self.only(raw, path, {"targets", "fallbacks", "context_fallbacks", "timeouts", "routing"})
+        self.only(raw, path, {"targets", "fallbacks", "context_fallbacks", "timeouts", "routing", "hedge"})
         strategy = self.resolve(raw.get("routing", "weighted"), f"{path}.routing")
         if strategy not in ("weighted", "latency"):
             raise ConfigError(f"{path}.routing", "must be weighted or latency")
@@ -775,13 +788,32 @@ class _Reader:
             if not isinstance(listed, list) or not all(isinstance(f, str) for f in listed):
                 raise ConfigError(f"{path}.{key}", "must be a list of 'provider/model' or deployment names")
             refs[key] = tuple(listed)
+        hedge = None if raw.get("hedge") is None else self.hedge(raw["hedge"], f"{path}.hedge")
+        if hedge is not None and len(targets) < 2 and not refs["fallbacks"]:
+            raise ConfigError(f"{path}.hedge", "needs a second target or a fallback to hedge with")
         return DeploymentConfig(
             name=name,
             targets=tuple(targets),
             fallbacks=refs["fallbacks"],
             context_fallbacks=refs["context_fallbacks"],
             routing=strategy,
+            hedge=hedge,
         )
+
+    def hedge(self, spec: Any, path: str) -> HedgeConfig:
+        raw = self.mapping(spec, path)
+        self.only(raw, path, {"after_ms", "after"})
+        after_ms = self.scalar(raw.get("after_ms", 1000.0), f"{path}.after_ms", float)
+        percentile = 0.0
+        after = raw.get("after")
+        if after is not None:
+            text = str(after).strip().lower()
+            if not (text.startswith("p") and text[1:].replace(".", "", 1).isdigit()):
+                raise ConfigError(f"{path}.after", "must be a percentile such as p95")
+            percentile = float(text[1:])
+            if not 0 < percentile < 100:
+                raise ConfigError(f"{path}.after", "must be a percentile between p0 and p100")
+        return HedgeConfig(after_ms, percentile)
 
     def check_route_ref(
         self,

@@ -35,7 +35,8 @@ log = logging.getLogger("switchyard.service")
 @dataclass(slots=True)
 class _State:
     admission: Admission = OPEN
-    pending: Reservation | None = None  # held for the target being tried
+    # Held for the targets being tried, by target (a hedge tries two at once).
+    pending: dict[Target, Reservation] = field(default_factory=dict)
     # Held for the targets that answered: one, or more when a stream broken mid-answer was
     # continued on a fallback. The first settles the call's whole cost; the others are released.
     kept: list[Reservation] = field(default_factory=list)
@@ -70,13 +71,13 @@ class GovernancePlugin(Plugin):
 
     async def before_target(self, ctx: CallContext, target: Target, prepared: Prepared) -> None:
         state = self._state(ctx)
-        state.pending = await self.governance.reserve(
-            state.admission, target, ctx.request, len(prepared.body)
-        )
+        reservation = await self.governance.reserve(state.admission, target, ctx.request, len(prepared.body))
+        if reservation is not None:
+            state.pending[target] = reservation
 
     async def after_target(self, ctx: CallContext, target: Target, error: BaseException | None) -> None:
         state = self._state(ctx)
-        pending, state.pending = state.pending, None
+        pending = state.pending.pop(target, None)
         if error is None:
             if pending is not None:
                 state.kept.append(pending)

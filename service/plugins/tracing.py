@@ -112,7 +112,9 @@ class _Trace:
     span: Span
     context: Context | None  # the span's, as the parent of the attempts (None: not recording)
     tracestate: str = ""  # the caller's, passed on upstream with each attempt's traceparent
-    attempt: Span | None = None  # the attempt in progress (a stream's stays open to its end)
+    # Attempts in progress, by target: a stream's winner stays open to its end, and a hedge
+    # runs two at once.
+    attempts: dict[Target, Span] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)  # attempts so far, by target label
     finish_reasons: list[str] = field(default_factory=list)
     response: tuple[str, str] | None = None  # (id, model) of the answer
@@ -186,7 +188,7 @@ class TracingPlugin(Plugin):
         retry = trace.retries.get(target.label, 0)
         trace.retries[target.label] = retry + 1
         keys = self._keys.get(target.provider, ())
-        attempt = trace.attempt = self._tracer.start_span(
+        attempt = trace.attempts[target] = self._tracer.start_span(
             f"chat {target.model}",
             context=trace.context,
             kind=SpanKind.CLIENT,
@@ -209,7 +211,7 @@ class TracingPlugin(Plugin):
         elapsed_s: float,
     ) -> None:
         trace: _Trace = ctx.slots[self.slot]
-        attempt = trace.attempt
+        attempt = trace.attempts.get(target)
         upstream_headers.set(None)
         if attempt is None:
             return
@@ -227,7 +229,7 @@ class TracingPlugin(Plugin):
             )
             attempt.set_status(Status(StatusCode.ERROR, error.type))
         attempt.end()
-        trace.attempt = None
+        del trace.attempts[target]
 
     def on_response(self, ctx: CallContext, response: pb.ChatCompletionResponse) -> None:
         trace: _Trace = ctx.slots[self.slot]
@@ -292,9 +294,11 @@ class TracingPlugin(Plugin):
                 )
             span.set_status(Status(StatusCode.ERROR, error_type))
         span.set_attributes(attributes)
-        attempt = trace.attempt
-        if attempt is not None:  # a stream's winning attempt: it ends with the stream
-            if failed:
+        for attempt_target, attempt in trace.attempts.items():
+            if attempt_target != target:  # cancelled: a hedge that lost, or the caller left
+                attempt.set_attribute("error.type", "cancelled")
+                attempt.set_status(Status(StatusCode.ERROR, "cancelled"))
+            elif failed:  # a stream's winning attempt ends with the stream
                 attempt.set_attribute("error.type", ctx.error_type or str(ctx.status))
                 attempt.set_status(Status(StatusCode.ERROR, ctx.error_type or ""))
             attempt.end()
