@@ -79,8 +79,9 @@ async def call_target(
     health = router.health
     excluded: set[int] = set()
     retry = 0
+    by_latency = target.routing == "latency"
     while True:
-        key_index = router.choose_key(provider, target.model, excluded)
+        key_index = router.choose_key(provider, target.model, excluded, latency=by_latency)
         if key_index is None:
             raise NoKeyAvailable(target)
         key_probe = health is not None and health.take_key(target.provider, key_index) is Admission.PROBE
@@ -123,6 +124,8 @@ async def call_target(
             elapsed = time.perf_counter() - started
             router.latency.observe(target.provider, target.model, elapsed)
             router.hedge_times.observe(target.provider, target.model, elapsed)
+            if by_latency:
+                router.key_latency.observe(target.provider, f"key{key_index}", elapsed)
             if health is not None:
                 health.record(target.provider, target.model, key_index, None)
             return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -41,6 +41,8 @@ class Target:
     base_model: str = field(default="", compare=False)
     # A deployment's own time limits for this target; None: its provider's (``ProviderConfig.timeouts``).
     timeouts: TimeoutConfig | None = field(default=None, compare=False)
+    # Its deployment's routing: "latency" also chooses among the provider's keys by latency.
+    routing: str = field(default="weighted", compare=False)
 
     @property
     def label(self) -> str:
@@ -80,6 +82,14 @@ class Router:
             for d in config.deployments.values()
             if d.routing == "latency"
             for t in d.targets
+        )
+        # The same, per key of the providers those targets use: "key{index}" stands for the model.
+        self.key_latency = Latency(
+            (t.provider, f"key{i}")
+            for d in config.deployments.values()
+            if d.routing == "latency"
+            for t in d.targets
+            for i in range(len(config.providers[t.provider].keys) if t.provider in config.providers else 0)
         )
         # Times to first token of hedged deployments' targets, for a percentile hedge delay.
         self.hedge_times = HedgeTimes(
@@ -130,7 +140,14 @@ class Router:
         others = [t for t in deployment.targets if (t.provider, t.model) != (primary.provider, primary.model)]
         if others:
             chosen = self._weighted(others, [t.weight for t in others])
-            return self._target(chosen.provider, chosen.model, deployment.name, chosen.base_model, chosen.timeouts)
+            return self._target(
+                chosen.provider,
+                chosen.model,
+                deployment.name,
+                chosen.base_model,
+                chosen.timeouts,
+                deployment.routing,
+            )
         return plan[1] if len(plan) > 1 else None
 
     def resolve(self, ref: str, *, trusted: bool = False) -> Target | None:
@@ -140,7 +157,9 @@ class Router:
                 chosen = self._fastest_of_two(deployment.targets)
             else:
                 chosen = self._weighted(deployment.targets, [t.weight for t in deployment.targets])
-            return self._target(chosen.provider, chosen.model, ref, chosen.base_model, chosen.timeouts)
+            return self._target(
+                chosen.provider, chosen.model, ref, chosen.base_model, chosen.timeouts, deployment.routing
+            )
         provider, sep, model = ref.partition("/")
         if self._config.routing.restrict_to_declared and not trusted:
             return None
@@ -149,19 +168,28 @@ class Router:
         return self._target(self._config.routing.default_provider, ref, ref)
 
     def _target(
-        self, provider: str, model: str, ref: str, base_model: str = "", timeouts: TimeoutConfig | None = None
+        self,
+        provider: str,
+        model: str,
+        ref: str,
+        base_model: str = "",
+        timeouts: TimeoutConfig | None = None,
+        routing: str = "weighted",
     ) -> Target:
         if not base_model:
             config = self._config.providers.get(provider)
             base_model = config.base_models.get(model, "") if config else ""
-        return Target(provider, model, ref, base_model, timeouts)
+        return Target(provider, model, ref, base_model, timeouts, routing)
 
-    def choose_key(self, provider: ProviderConfig, model: str, exclude: Iterable[int] = ()) -> int | None:
+    def choose_key(
+        self, provider: ProviderConfig, model: str, exclude: Iterable[int] = (), *, latency: bool = False
+    ) -> int | None:
         """Index into ``provider.keys`` of a weighted-random eligible key, or None.
 
         A key whose circuit is open is not chosen while another eligible key is usable;
         when all of them are open, the one whose cool-down ends soonest is (a key is never
-        refused for its circuit alone: that would be worse than having no breaker)."""
+        refused for its circuit alone: that would be worse than having no breaker).
+        ``latency``: of two keys drawn by weight, the one answering faster lately (as targets)."""
         excluded = set(exclude)
         eligible = [i for i, key in enumerate(provider.keys) if i not in excluded and key_allows(key, model)]
         if not eligible:
@@ -173,6 +201,13 @@ class Router:
             if not usable:
                 return min(eligible, key=lambda i: health.key_open_until(name, i))
             eligible = usable
+        if latency and len(eligible) > 1:
+            name = provider.name
+            return self._fastest(
+                eligible,
+                [provider.keys[i].weight for i in eligible],
+                lambda i: self.key_latency.seconds(name, f"key{i}"),
+            )
         return self._weighted(eligible, [provider.keys[i].weight for i in eligible])
 
     def _fastest_of_two(self, targets: Sequence[TargetConfig]) -> TargetConfig:
@@ -189,13 +224,20 @@ class Router:
             candidates = usable or candidates
         if len(candidates) == 1:
             return candidates[0]
-        first = self._weighted(candidates, [t.weight for t in candidates])
-        if self._rng.random() < 1 / EXPLORE:
-            return first
-        rest = [t for t in candidates if t is not first]
-        second = self._weighted(rest, [t.weight for t in rest])
         latency = self.latency
-        return min(first, second, key=lambda t: latency.seconds(t.provider, t.model))
+        return self._fastest(
+            candidates, [t.weight for t in candidates], lambda t: latency.seconds(t.provider, t.model)
+        )
+
+    def _fastest(self, items: Sequence[T], weights: list[float], seconds: Callable[[T], float]) -> T:
+        """Of two items drawn by weight, the one with the lower moving average (see above)."""
+        positions = range(len(items))
+        first = self._weighted(positions, weights)
+        if self._rng.random() < 1 / EXPLORE:
+            return items[first]
+        rest = [i for i in positions if i != first]
+        second = self._weighted(rest, [weights[i] for i in rest])
+        return min(items[first], items[second], key=seconds)
 
     def _weighted(self, items: Sequence[T], weights: list[float]) -> T:
         if len(items) == 1:

@@ -75,3 +75,39 @@ async def test_through_the_engine_a_slow_target_loses_its_traffic() -> None:
         response = await sy.create(request(model="chat"))
         answers[response.choices[0].message.text] += 1
     assert answers["fast"] > 45, answers
+
+
+async def test_a_latency_routed_deployment_also_prefers_the_faster_key() -> None:
+    upstream = Upstream()
+
+    async def by_key(request: httpx.Request) -> httpx.Response:
+        if request.headers["authorization"] == "Bearer slow-key":
+            await asyncio.sleep(0.02)
+            return ok("slow key")(request)
+        return ok("fast key")(request)
+
+    upstream.replies["primary"] = [by_key]  # type: ignore[list-item]
+    two_keys = {
+        "kind": "openai",
+        "base_url": "https://primary.example/v1",
+        "keys": [{"value": "slow-key"}, {"value": "fast-key"}],
+    }
+    config = {
+        "providers": {"primary": two_keys},
+        "deployments": {
+            "keyed": {"routing": "latency", "targets": [{"provider": "primary", "model": "a"}]},
+            "plain": {"targets": [{"provider": "primary", "model": "a"}]},
+        },
+    }
+    sy = engine(upstream, [], config)
+    answers: Counter[str] = Counter()
+    for _ in range(60):
+        response = await sy.create(request(model="keyed"))
+        answers[response.choices[0].message.text] += 1
+    assert answers["fast key"] > 45, answers
+    # A weighted deployment on the same provider still spreads over both keys.
+    plain: Counter[str] = Counter()
+    for _ in range(40):
+        response = await sy.create(request(model="plain"))
+        plain[response.choices[0].message.text] += 1
+    assert plain["slow key"] >= 8, plain
