@@ -93,7 +93,10 @@ class Router:
         )
         # Times to first token of hedged deployments' targets, for a percentile hedge delay.
         self.hedge_times = HedgeTimes(
-            (t.provider, t.model) for d in config.deployments.values() if d.hedge is not None for t in d.targets
+            (t.provider, t.model)
+            for d in config.deployments.values()
+            if d.hedge is not None
+            for t in d.targets
         )
 
     def plan(self, ref: str, request_fallbacks: Sequence[str]) -> RoutePlan:
@@ -135,7 +138,9 @@ class Router:
         hedge = self._hedge_target(declared, primary, targets)
         return RoutePlan(tuple(targets), tuple(skipped), tuple(context), hedge, declared.hedge)
 
-    def _hedge_target(self, deployment: DeploymentConfig, primary: Target, plan: list[Target]) -> Target | None:
+    def _hedge_target(
+        self, deployment: DeploymentConfig, primary: Target, plan: list[Target]
+    ) -> Target | None:
         """Another of the deployment's targets, by weight; else its first fallback."""
         others = [t for t in deployment.targets if (t.provider, t.model) != (primary.provider, primary.model)]
         if others:
