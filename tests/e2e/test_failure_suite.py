@@ -38,7 +38,15 @@ from switchyard.v1 import chat_pb2, chat_pb2_grpc
 from tests.fakes import anthropic as claude_fake
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.upstream import FakeUpstream, Reply
-from tests.support import CLAUDE, REPO_ROOT, Stack, base_config, free_port, start_stack
+from tests.support import (
+    CLAUDE,
+    OPEN_MODE_ADMIN_TOKEN,
+    REPO_ROOT,
+    Stack,
+    base_config,
+    free_port,
+    start_stack,
+)
 
 FIXED = (
     "Switchyard keeps the answer whole when a provider fails: it retries what is worth retrying, "
@@ -51,6 +59,7 @@ assert len(WORDS) == 60
 LIMIT_S = 1.0  # ttft_s and stream_idle_s of every primary here
 PATIENCE_S = 20.0  # the caller's: a scenario that takes longer is hung
 COOLDOWN_S = 0.5
+HEDGE_MS = 200
 FALLBACK = f"anthropic/{CLAUDE}"
 
 
@@ -92,6 +101,11 @@ def suite_stack(
     deployments = {f"fs-{n}": _deployment(n) for n in range(1, 17)}
     deployments["fs-12"] = _deployment(12, fallbacks=[], context_fallbacks=[FALLBACK])
     deployments["fs-14"] = _deployment(14, fallbacks=["prefill-refuser/fs-14-fallback"])
+    deployments["hedged"] = {
+        "targets": [{"provider": "azure", "model": "hedge-primary"}],
+        "fallbacks": [FALLBACK],
+        "hedge": {"after_ms": HEDGE_MS},
+    }
     config["deployments"].update(deployments)
     stack = start_stack("inprocess", config, Path(tmp_path_factory.mktemp("failure-suite")))
     yield stack
@@ -136,7 +150,10 @@ def ask(sdk: openai.AzureOpenAI, deployment: str, *, stream: bool) -> Result:
                 for choice in chunk.choices:
                     text += choice.delta.content or ""
                 dumped = chunk.model_dump()
+                attempts_seen = (extra or {}).get("attempts")
                 extra = dumped.get("extra_fields") or extra
+                if attempts_seen and not extra.get("attempts"):
+                    extra["attempts"] = attempts_seen  # told on the first chunk (and after a failover)
                 usage = dumped.get("usage") or usage
         else:
             completion = sdk.chat.completions.create(model=deployment, messages=messages)
@@ -511,3 +528,62 @@ def test_grpc_callers_choose_with_the_request_field(
         assert status is grpc.StatusCode.UNAVAILABLE
         assert FIXED.startswith("".join(text)) and "".join(text)
         assert not anthropic.requests
+
+
+# ------------------------------------------------------------------ hedging, and the request log
+
+
+def _logged_attempts(stack: Stack, request_id: str) -> list[dict[str, Any]]:
+    headers = {"authorization": f"Bearer {OPEN_MODE_ADMIN_TOKEN}"}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the request log is written in batches
+        page = httpx.get(f"{stack.base_url}/api/logs", params={"request_id": request_id}, headers=headers)
+        assert page.status_code == 200, page.text
+        entries = page.json()["entries"]
+        if entries:
+            return list(orjson.loads(entries[0]["attempts_json"]))
+        time.sleep(0.1)
+    raise AssertionError(f"no request-log entry for {request_id}")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_slow_primary_is_hedged_and_its_connection_closed(
+    stream: bool,
+    suite_stack: Stack,
+    sdk: openai.AzureOpenAI,
+    upstream: FakeUpstream,
+    anthropic: FakeAnthropic,
+) -> None:
+    upstream.script(Reply.slow(10, stream_of() if stream else Reply.ok(FIXED)), match="hedge-primary")
+    anthropic.reset(default=claude_fake.Reply.ok(FIXED))
+    result = ask(sdk, "hedged", stream=stream)
+    assert result.outcome == "rescued", result
+    assert HEDGE_MS / 1000 <= result.elapsed_s < 3
+    assert result.extra["provider"] == "anthropic"
+    assert upstream.wait_for_disconnect(5), "the losing attempt was left running upstream"
+    outcomes = {(a["provider"], a["error_type"]) for a in result.extra["attempts"]}
+    assert outcomes == {("azure", "hedge_lost"), ("anthropic", "hedge_won")}
+    assert_healthy(suite_stack, sdk, upstream)
+
+
+def test_the_request_log_keeps_the_hedge_and_the_billed_broken_attempt(
+    suite_stack: Stack, upstream: FakeUpstream, anthropic: FakeAnthropic
+) -> None:
+    anthropic.reset(default=claude_fake.Reply.ok(FIXED))
+    upstream.script(Reply.slow(10), match="hedge-primary")
+    with httpx.Client(base_url=suite_stack.base_url, timeout=PATIENCE_S) as client:
+        hedged = client.post(
+            "/openai/deployments/hedged/chat/completions?api-version=2024-10-21",
+            json={"messages": [{"role": "user", "content": "x"}]},
+            headers={"x-request-id": "fs-log-hedge"},
+        )
+    assert hedged.status_code == 200
+    logged = {(a["provider"], a["error_type"]) for a in _logged_attempts(suite_stack, "fs-log-hedge")}
+    assert logged == {("azure", "hedge_lost"), ("anthropic", "hedge_won")}
+
+    upstream.script(stream_of(break_after=40), match="fs-8")
+    response = _raw_stream(suite_stack, "fs-8", {"x-request-id": "fs-log-cut"})
+    assert response.text.rstrip().endswith("data: [DONE]")
+    (broken,) = [a for a in _logged_attempts(suite_stack, "fs-log-cut") if "total_tokens" in a]
+    assert broken["provider"] == "azure" and broken["usage_estimated"] is True
+    assert broken["total_tokens"] > 0
