@@ -20,6 +20,8 @@ Set ``SY_BENCH_LOGS=1`` to keep the request log on (SQLite in a temporary folder
 encoding and export run on the SDK's thread and count here), or ``all``.
 ``SY_BENCH_CIRCUIT=0`` turns the circuit breakers off (``resilience.circuit.enabled``: on by default).
 ``SY_BENCH_SAMPLE_RATIO`` sets ``telemetry.tracing.sample_ratio`` (default 1.0: every call traced).
+``SY_BENCH_FALLBACK=1`` gives each request a fallback target, so streams run with mid-stream
+failover possible (tool calls held, the text kept for a continuation: service/midstream.py).
 """
 
 from __future__ import annotations
@@ -127,8 +129,13 @@ async def measure(
     plugins = build_plugins(config, governance, metrics, open_streams, tracer_provider)
     engine = ChatEngine(config, providers, plugins, streams=open_streams)
     messages = [pb.ChatMessage(role="system", text="be brief"), pb.ChatMessage(role="user", text="hi")]
-    unary = pb.ChatCompletionRequest(deployment_id="dep", messages=messages, temperature=0.5)
-    stream = pb.ChatCompletionRequest(deployment_id="dep", messages=messages, temperature=0.5, stream=True)
+    fallbacks = ["azure/backup"] if os.environ.get("SY_BENCH_FALLBACK") == "1" else []
+    unary = pb.ChatCompletionRequest(
+        deployment_id="dep", messages=messages, temperature=0.5, fallbacks=fallbacks
+    )
+    stream = pb.ChatCompletionRequest(
+        deployment_id="dep", messages=messages, temperature=0.5, stream=True, fallbacks=fallbacks
+    )
     try:
         for _ in range(warmup):
             await engine.create(unary)

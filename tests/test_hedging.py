@@ -13,9 +13,10 @@ import pytest
 
 from service.engine import ChatEngine
 from service.hedging import MIN_SAMPLES, HedgeTimes
-from service.pipeline import ChatError
+from service.pipeline import ChatError, Plugin
 from switchyard.config import ConfigError, HedgeConfig
 from tests.inprocess import Upstream, delta, engine, engine_config, request
+from tests.test_pipeline import Recorder
 
 SLOW_S = 2.0
 AFTER_MS = 50
@@ -70,7 +71,7 @@ class Hosts:
         return await result if asyncio.iscoroutine(result) else result
 
 
-def hedged_engine(hosts: Hosts, **hedge: Any) -> ChatEngine:
+def hedged_engine(hosts: Hosts, plugins: list[Plugin] | None = None, **hedge: Any) -> ChatEngine:
     config = {
         "deployments": {
             "hedged": {
@@ -80,7 +81,7 @@ def hedged_engine(hosts: Hosts, **hedge: Any) -> ChatEngine:
             }
         }
     }
-    sy = engine(Upstream(), [], config, max_retries=0)
+    sy = engine(Upstream(), plugins or [], config, max_retries=0)
     for provider in sy._providers.values():  # route through the async handlers
         provider._transport = httpx.MockTransport(hosts)  # type: ignore[attr-defined]
     return sy
@@ -97,6 +98,19 @@ async def test_a_slow_primary_is_hedged_and_the_loser_cancelled() -> None:
     assert (slow.started, slow.cancelled) == (1, 1)  # its connection was closed at once
     outcomes = {(a.provider, a.error_type) for a in response.extra_fields.attempts}
     assert outcomes == {("primary", "hedge_lost"), ("backup", "hedge_won")}
+
+
+async def test_the_hedge_is_reserved_like_any_attempt_and_the_loser_released() -> None:
+    journal: list[str] = []
+    slow, fast = Slow(SLOW_S, answer("slow")), Slow(0.0, answer("fast"))
+    sy = hedged_engine(Hosts(primary=slow, backup=fast), [Recorder("r", journal)])
+    await sy.create(request(model="hedged"))
+    targets = [entry for entry in journal if entry.startswith(("r.before", "r.after"))]
+    # Both targets are reserved (the budget's before_target); the loser's is released on its
+    # cancellation, the winner's kept.
+    assert sorted(targets) == sorted(
+        ["r.before:primary", "r.before:backup", "r.after:backup:ok", "r.after:primary:error"]
+    )
 
 
 async def test_a_primary_that_answers_within_the_delay_is_never_hedged() -> None:

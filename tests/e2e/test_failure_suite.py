@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,10 @@ def suite_stack(
     deployments = {f"fs-{n}": _deployment(n) for n in range(1, 17)}
     deployments["fs-12"] = _deployment(12, fallbacks=[], context_fallbacks=[FALLBACK])
     deployments["fs-14"] = _deployment(14, fallbacks=["prefill-refuser/fs-14-fallback"])
+    deployments["claude-event"] = {
+        "targets": [{"provider": "anthropic", "model": "claude-breaking"}],
+        "fallbacks": [FALLBACK],
+    }
     deployments["hedged"] = {
         "targets": [{"provider": "azure", "model": "hedge-primary"}],
         "fallbacks": [FALLBACK],
@@ -587,3 +591,21 @@ def test_the_request_log_keeps_the_hedge_and_the_billed_broken_attempt(
     (broken,) = [a for a in _logged_attempts(suite_stack, "fs-log-cut") if "total_tokens" in a]
     assert broken["provider"] == "azure" and broken["usage_estimated"] is True
     assert broken["total_tokens"] > 0
+
+
+def test_an_upstream_error_event_mid_stream_is_continued_too(
+    suite_stack: Stack, sdk: openai.AzureOpenAI, anthropic: FakeAnthropic
+) -> None:
+    """Anthropic's own `error` event (overloaded) after part of the answer: continued on the
+    fallback, which here is another Claude model on the same API."""
+    anthropic.reset(default=claude_fake.Reply.ok(FIXED))
+    breaking = replace(
+        claude_fake.Reply.ok(FIXED), error_event_after=12, error_type="overloaded_error", message="Overloaded"
+    )
+    anthropic.script(breaking, match="claude-breaking")
+    result = ask(sdk, "claude-event", stream=True)
+    assert result.outcome == "rescued", result
+    first, continuation = anthropic.requests
+    assert first.body["model"] == "claude-breaking"
+    assert continuation.body["messages"][-1]["role"] == "assistant"
+    assert [a["model"] for a in result.extra["attempts"] if a.get("usage")] == ["claude-breaking"]
