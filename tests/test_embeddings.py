@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,16 +15,21 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from service.embeddings import EmbeddingsEngine
 from service.governance import Governance
 from service.pipeline import EMBEDDING_REQUEST_TYPE, CallContext, ChatError, Plugin
-from service.plugins import GovernancePlugin
+from service.plugins import AccessLogPlugin, GovernancePlugin, MetricsPlugin, TracingPlugin
 from service.providers import ProviderContext, build_provider
 from service.routing import Target
 from service.server import start_governance
 from switchyard import codec
-from switchyard.config import parse_config
+from switchyard.config import MetricsConfig, TracingConfig, parse_config
+from switchyard.metrics import ProcessMetrics
+from switchyard.open_streams import OpenStreams
 from switchyard.v1 import chat_pb2 as pb
 from switchyard.v1 import embeddings_pb2 as epb
 from tests.fakes import embeddings as fake
@@ -465,3 +471,42 @@ async def test_embed_texts_falls_back_and_raises_the_contract_error() -> None:
     with pytest.raises(ChatError) as info:
         await engine.embed_texts("claude-first", ["x"])
     assert info.value.body.status_code == 400
+
+
+# ---------------------------------------------------------------- telemetry
+
+
+async def test_metrics_tracing_and_the_access_log_see_embeddings(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = ProcessMetrics(MetricsConfig())
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = TracingPlugin(tracer_provider, TracingConfig(include_content=True), config().providers)
+    upstream = Upstream()
+    upstream.script("primary", status(503), status(503))
+    plugins: list[Plugin] = [tracing, MetricsPlugin(metrics, OpenStreams()), AccessLogPlugin()]
+    with caplog.at_level(logging.INFO, logger="switchyard.access"):
+        await make_engine(upstream, plugins).create(texts("a b", model="embed", dimensions=32))
+
+    exposition = metrics.exposition().decode()
+    assert (
+        'switchyard_requests_total{error_type="",model="text-embedding-3-large",provider="backup",'
+        in exposition
+    )
+    assert 'route="embedding",status_class="2xx"} 1.0' in exposition
+    assert 'switchyard_fallbacks_total{provider="primary",reason="transient"} 1.0' in exposition
+    assert 'switchyard_in_flight_requests{route="embedding"} 0.0' in exposition
+
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    server = spans["embeddings embed"]
+    assert server.attributes is not None
+    assert server.attributes["gen_ai.operation.name"] == "embeddings"
+    assert server.attributes["gen_ai.embeddings.dimension.count"] == 32
+    assert server.attributes["gen_ai.usage.input_tokens"] == 2
+    assert "gen_ai.input.messages" not in server.attributes  # no chat messages to show
+    attempts = [s for s in exporter.get_finished_spans() if s.name.startswith("embeddings text-embedding")]
+    assert len(attempts) == 3
+    assert {(s.attributes or {})["gen_ai.operation.name"] for s in attempts} == {"embeddings"}
+
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "switchyard.access"]
+    assert line.startswith("embedding embed -> 200")

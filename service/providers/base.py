@@ -207,8 +207,25 @@ class HttpProvider:
     # -- the shared work
 
     async def send(self, prepared: Prepared, key: KeyConfig) -> pb.ChatCompletionResponse:
-        content = await self.post(prepared, key, self.url(prepared, key))
-        answer = self.response_from(self.json_object(prepared, content), prepared)
+        # `post` and `json_object` written out: as calls they cost the chat hot path ~2,000
+        # instructions a request (callgrind, bench.engine_cpu), ~0.3 %.
+        with map_transport_errors(self.name, prepared.target.model):
+            response = await self._transport.handle_async_request(
+                self._request(prepared, key, self.url(prepared, key))
+            )
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+        if response.status_code >= 400:
+            raise self._error(response.status_code, content, response.headers, prepared)
+        try:
+            data = orjson.loads(content)
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise self.bad_response(prepared, f"not a JSON object ({exc})") from None
+        answer = self.response_from(data, prepared)
         if self._keep_raw:
             extra = answer.extra_fields
             extra.raw_request_json = prepared.body.decode()
@@ -217,7 +234,7 @@ class HttpProvider:
 
     async def post(self, prepared: Prepared, key: KeyConfig, url: str) -> bytes:
         """One unary exchange: ``prepared``'s body to ``url`` -> the answer's body, or the dialect's
-        error for an error status (raised). ``send`` and the embeddings capability share it."""
+        error for an error status (raised). For the embeddings capability (``send`` has it inline)."""
         with map_transport_errors(self.name, prepared.target.model):
             response = await self._transport.handle_async_request(self._request(prepared, key, url))
             try:
