@@ -8,14 +8,17 @@ import signal
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
 from service.admin import AdminServicer
 from service.counters import open_counters
+from service.embeddings import EmbeddingsEngine, EmbeddingsServicer
 from service.engine import ChatEngine
 from service.governance import Governance
+from service.health import Health
 from service.pipeline import Plugin
 from service.plugins import AccessLogPlugin, GovernancePlugin, MetricsPlugin, TracingPlugin
 from service.plugins.tracing import build_tracer_provider
@@ -23,6 +26,7 @@ from service.pricing import PriceTable
 from service.providers import Provider, ProviderContext, build_provider
 from service.providers import check as check_providers
 from service.request_log import RequestLogWriter
+from service.routing import Router
 from service.servicer import ChatCompletionsServicer
 from service.stats import ServiceStats
 from service.store import open_store
@@ -30,18 +34,26 @@ from switchyard.config import Config, ConfigError
 from switchyard.grpc_options import grpc_options, server_options
 from switchyard.metrics import CircuitStateGauge, ProcessMetrics, serve_metrics
 from switchyard.open_streams import STREAM_END_S, OpenStreams
-from switchyard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
+from switchyard.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    chat_pb2,
+    chat_pb2_grpc,
+    embeddings_pb2,
+    embeddings_pb2_grpc,
+)
 
 log = logging.getLogger("switchyard.service")
 
 SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatCompletions"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
+EMBEDDINGS_SERVICE_NAME = embeddings_pb2.DESCRIPTOR.services_by_name["Embeddings"].full_name
 
 
 @dataclass
 class RunningService:
     server: grpc.aio.Server
-    health: health.aio.HealthServicer
+    health: grpc_health.aio.HealthServicer
     servicer: ChatCompletionsServicer
     admin: AdminServicer
     governance: Governance
@@ -51,6 +63,7 @@ class RunningService:
     tracer_provider: TracerProvider | None = None
     metrics_server: asyncio.Server | None = None
     serving: bool = True
+    embeddings: EmbeddingsServicer | None = None
 
     async def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, finish in-flight calls within ``grace_s``, close upstream clients,
@@ -167,7 +180,17 @@ async def start_service(
         providers = {name: build_provider(p, context) for name, p in config.providers.items()}
         streams = OpenStreams()
         plugins = build_plugins(config, governance, metrics, streams, tracer_provider)
-        engine = ChatEngine(config, providers, plugins, stats=stats, streams=streams)
+        # One set of circuit breakers for chat and embeddings: a failing key or upstream is the same.
+        circuit = config.resilience.circuit
+        health = Health(circuit, config.providers) if circuit.enabled else None
+        engine = ChatEngine(
+            config, providers, plugins, router=Router(config, health=health), stats=stats, streams=streams
+        )
+        embeddings = EmbeddingsServicer(
+            EmbeddingsEngine(
+                config, providers, plugins, router=Router(config, health=health), price=governance.price_usage
+            )
+        )
         servicer = ChatCompletionsServicer(engine)
         admin = AdminServicer(governance, engine.stats, engine.health)
         if config.telemetry.metrics.enabled:
@@ -175,15 +198,24 @@ async def start_service(
             breakers = engine.health
             metrics.registry.register(CircuitStateGauge(breakers.target_states if breakers else tuple))
         chat_pb2_grpc.add_ChatCompletionsServicer_to_server(servicer, server)
+        embeddings_pb2_grpc.add_EmbeddingsServicer_to_server(embeddings, server)
         admin_pb2_grpc.add_AdminServicer_to_server(admin, server)
-        health_servicer = health.aio.HealthServicer()
+        health_servicer = grpc_health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (
+                SERVICE_NAME,
+                EMBEDDINGS_SERVICE_NAME,
+                ADMIN_SERVICE_NAME,
+                grpc_health.SERVICE_NAME,
+                reflection.SERVICE_NAME,
+            ),
+            server,
         )
         await server.start()
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(EMBEDDINGS_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
         await server.stop(None)
         await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
@@ -206,6 +238,7 @@ async def start_service(
         metrics,
         tracer_provider,
         metrics_server,
+        embeddings=embeddings,
     )
 
 
