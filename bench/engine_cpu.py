@@ -21,7 +21,8 @@ encoding and export run on the SDK's thread and count here), or ``all``.
 ``SY_BENCH_CIRCUIT=0`` turns the circuit breakers off (``resilience.circuit.enabled``: on by default).
 ``SY_BENCH_SAMPLE_RATIO`` sets ``telemetry.tracing.sample_ratio`` (default 1.0: every call traced).
 ``SY_BENCH_FALLBACK=1`` gives each request a fallback target, so streams run with mid-stream
-failover possible (tool calls held, the text kept for a continuation: service/midstream.py).
+failover possible (tool calls held, the text kept for a continuation: service/midstream.py);
+``SY_BENCH_MIDSTREAM=0`` turns mid-stream failover off (``resilience.midstream.enabled``).
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ async def measure(
             "routing": {"default_provider": "azure"},
             "store": {"url": f"sqlite:///{folder}/bench.db"},
             "request_logs": {"enabled": logs},
-            "resilience": {"circuit": {"enabled": os.environ.get("SY_BENCH_CIRCUIT", "1") != "0"}},
+            "resilience": {
+                "circuit": {"enabled": os.environ.get("SY_BENCH_CIRCUIT", "1") != "0"},
+                "midstream": {"enabled": os.environ.get("SY_BENCH_MIDSTREAM", "1") != "0"},
+            },
             "logging": {"level": "info", "access_log": "access" in on},
             "telemetry": {
                 "metrics": {"enabled": "metrics" in on},

@@ -111,6 +111,8 @@ class Splice:
     def shape(self, chunk: pb.ChatCompletionChunk) -> Sequence[pb.ChatCompletionChunk]:
         """The chunks to send for ``chunk`` (tool calls held, the seam applied); noted as sent."""
         choices = chunk.choices
+        if not choices and self.seam is None:
+            return (chunk,)  # usage, or Azure's prompt filter results: nothing to hold or note
         if self.stream_id is None:
             self.stream_id, self.created = chunk.id, chunk.created
         elif self.seam is not None:
