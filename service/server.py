@@ -18,6 +18,7 @@ from service.engine import ChatEngine
 from service.governance import Governance
 from service.pipeline import Plugin
 from service.plugins import AccessLogPlugin, GovernancePlugin, MetricsPlugin, TracingPlugin
+from service.plugins.cache import CachePlugin, ResponseCache, build_cache
 from service.plugins.tracing import build_tracer_provider
 from service.pricing import PriceTable
 from service.providers import Provider, ProviderContext, build_provider
@@ -50,6 +51,7 @@ class RunningService:
     metrics: ProcessMetrics
     tracer_provider: TracerProvider | None = None
     metrics_server: asyncio.Server | None = None
+    cache: ResponseCache | None = None
     serving: bool = True
 
     async def stop(self, grace_s: float) -> None:
@@ -65,6 +67,8 @@ class RunningService:
         await self.servicer.engine.streams.end_after(grace_s)
         await stopping
         await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)
+        if self.cache is not None:
+            await self.cache.aclose()  # after the calls: their pending writes finish first
         await self.governance.aclose()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -103,9 +107,12 @@ def build_plugins(
     metrics: ProcessMetrics,
     streams: OpenStreams,
     tracer_provider: TracerProvider | None,
+    cache: ResponseCache | None = None,
 ) -> list[Plugin]:
     """The pipeline's plugins, in order. Telemetry first: its post hooks then run for every
-    call, refused ones included; a telemetry plugin that is off is not in the list at all."""
+    call, refused ones included; a telemetry plugin that is off is not in the list at all.
+    The response cache comes after governance: a caller is admitted and rate limited before
+    a hit is served (a hit is still a request), and it is not in the list when it is off."""
     telemetry = config.telemetry
     plugins: list[Plugin] = []
     if tracer_provider is not None:
@@ -115,7 +122,23 @@ def build_plugins(
     if config.logging.access_log:
         plugins.append(AccessLogPlugin())
     plugins.append(GovernancePlugin(governance))
+    if cache is not None:
+        plugins.append(CachePlugin(cache))
     return plugins
+
+
+async def start_cache(config: Config, metrics: ProcessMetrics | None) -> ResponseCache | None:
+    """The response cache, opened; None when it is off. A store that cannot be opened (Redis
+    down, an unwritable file) stops the start, as the governance store does."""
+    if not config.cache.enabled:
+        return None
+    cache = build_cache(config.cache, config.store.redis_url, metrics)
+    try:
+        await cache.open()
+    except Exception as exc:
+        await cache.aclose()
+        raise ConfigError("cache.store", f"the response cache cannot be opened: {exc}") from None
+    return cache
 
 
 async def start_service(
@@ -153,6 +176,7 @@ async def start_service(
     metrics = metrics or ProcessMetrics(config.telemetry.metrics)
     tracer_provider = build_tracer_provider(config.telemetry.tracing)
     metrics_server: asyncio.Server | None = None
+    cache: ResponseCache | None = None
     try:
         telemetry = config.telemetry
         if serve_metrics_port and telemetry.metrics_port and telemetry.metrics.enabled:
@@ -166,10 +190,11 @@ async def start_service(
         context = ProviderContext(config.timeouts, stats, keep_raw=config.logging.raw_request)
         providers = {name: build_provider(p, context) for name, p in config.providers.items()}
         streams = OpenStreams()
-        plugins = build_plugins(config, governance, metrics, streams, tracer_provider)
+        cache = await start_cache(config, metrics if config.telemetry.metrics.enabled else None)
+        plugins = build_plugins(config, governance, metrics, streams, tracer_provider, cache)
         engine = ChatEngine(config, providers, plugins, stats=stats, streams=streams)
         servicer = ChatCompletionsServicer(engine)
-        admin = AdminServicer(governance, engine.stats, engine.health)
+        admin = AdminServicer(governance, engine.stats, engine.health, cache)
         if config.telemetry.metrics.enabled:
             # Registered with breakers off too (no series then): dashboards and alerts find the family.
             breakers = engine.health
@@ -187,6 +212,8 @@ async def start_service(
     except BaseException:
         await server.stop(None)
         await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+        if cache is not None:
+            await cache.aclose()
         if governance is not None:
             await governance.aclose()
         if metrics_server is not None:
@@ -206,6 +233,7 @@ async def start_service(
         metrics,
         tracer_provider,
         metrics_server,
+        cache,
     )
 
 
