@@ -52,7 +52,7 @@ class LogEntry:
 
     id: str  # unique (uuid4 hex)
     ts: float  # when the request started
-    request_type: str  # chat_completion | chat_completion_stream
+    request_type: str  # chat_completion | chat_completion_stream | embedding
     model_requested: str
     status: int  # the HTTP status the caller got (200 on success)
     latency_ms: int

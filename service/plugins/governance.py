@@ -10,6 +10,9 @@ module only says *when* they apply in a call:
   tried, released if it fails, kept if it answers;
 - ``on_response`` / ``on_chunk``: usage is priced into ``usage.cost``;
 - ``on_finish``: the reservation is settled at the real cost and the call is logged.
+
+Embeddings calls go through the same hooks but the response ones: their engine prices the
+usage itself (the cache's internal embedding calls skip this plugin, yet report their cost).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from service.records import LogEntry
 from service.routing import RoutePlan, Target
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
+from switchyard.v1 import embeddings_pb2 as epb
 
 log = logging.getLogger("switchyard.service")
 
@@ -42,6 +46,7 @@ class _State:
 
 class GovernancePlugin(Plugin):
     name = "governance"
+    embeddings = True
 
     def __init__(self, governance: Governance) -> None:
         self.governance = governance
@@ -117,8 +122,7 @@ class GovernancePlugin(Plugin):
         cache = ctx.cache
         content = None
         if state.completion is not None:
-            messages = codec.request_to_dict(ctx.request).get("messages", [])
-            content = orjson.dumps({"messages": messages, "completion": "".join(state.completion)}).decode()
+            content = _content_json(ctx, state.completion)
         governance.record(
             LogEntry(
                 id=uuid.uuid4().hex,
@@ -144,6 +148,16 @@ class GovernancePlugin(Plugin):
                 cache_id=cache.cache_id if cache else None,
             )
         )
+
+
+def _content_json(ctx: CallContext, completion: list[str]) -> str:
+    """The request log's content: a chat's messages and completion; an embedding's input (the
+    vectors are not kept)."""
+    request = ctx.request
+    if isinstance(request, epb.EmbeddingsRequest):
+        return orjson.dumps({"input": codec.embeddings_request_to_dict(request).get("input")}).decode()
+    messages = codec.request_to_dict(request).get("messages", [])
+    return orjson.dumps({"messages": messages, "completion": "".join(completion)}).decode()
 
 
 def _attempts_json(attempts: list[pb.Attempt]) -> str:

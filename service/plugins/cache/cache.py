@@ -141,7 +141,9 @@ class ResponseCache:
             self._count("semantic", "error")
             log.warning("cache embedding failed (served as a miss): %s", exc)
             return None
-        scope = Scope(namespace_of(self.embedder.model, len(vector)), partition, cache_key, scope_hash)
+        # The model that answered (a deployment may fall back to another): its own namespace.
+        model = embedding.model or self.embedder.model
+        scope = Scope(namespace_of(model, len(vector)), partition, cache_key, scope_hash)
         now = time.time()
         match: Match | None = None
         entry: Entry | None = None

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
 import numpy as np
@@ -45,6 +45,9 @@ import numpy as np
 from service.plugins.cache.keys import message_text
 from switchyard.config import SemanticCacheConfig
 from switchyard.v1 import chat_pb2 as pb
+
+if TYPE_CHECKING:  # the engine is bound at start (service/server.py); only its type is needed here
+    from service.embeddings import EmbeddingsEngine
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,25 @@ class Embedder(Protocol):
         """``metadata``: the caller's call metadata, so the embedding call runs as the caller
         (its key, its budget) when the embedder goes through the service's own routing."""
         ...
+
+
+class EngineEmbedder:
+    """The real embedder: ``cache.semantic.embedding_model`` (a deployment id or
+    ``provider/model``) through the service's embeddings engine, so the lookup gets routing,
+    keys, retries, fallbacks and circuit breakers like any call. It runs no plugins of its own
+    (``embed_texts``' default): it is part of the chat call, which accounts for its cost."""
+
+    def __init__(self, model: str, engine: EmbeddingsEngine | None = None) -> None:
+        self.model = model
+        self.engine = engine  # bound once the engine exists (service/server.py)
+
+    async def embed(self, texts: Sequence[str], metadata: Sequence[tuple[str, str | bytes]]) -> EmbedResult:
+        if self.engine is None:
+            raise RuntimeError("the cache's embedder is not bound to the embeddings engine")
+        embedded = await self.engine.embed_texts(self.model, texts, metadata=metadata)
+        return EmbedResult(
+            embedded.vectors, embedded.usage.prompt_tokens, embedded.cost, embedded.provider, embedded.model
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +456,7 @@ __all__ = [
     "BuiltinIndex",
     "EmbedResult",
     "Embedder",
+    "EngineEmbedder",
     "HashedEmbedder",
     "Match",
     "Probe",
