@@ -396,3 +396,30 @@ async def test_the_embedding_cost_is_the_hits_cost(upstream: Upstream) -> None:
     hit = await chat.create(ask("what is the capital city of france"))
     assert hit.usage.cost.total_cost == pytest.approx(0.0001)
     assert hit.extra_fields.cache_debug.provider_used == "azure"
+
+
+async def test_a_misses_embedding_cost_joins_the_calls_cost(upstream: Upstream) -> None:
+    class Priced(HashedEmbedder):
+        async def embed(self, texts: Any, metadata: Any = ()) -> EmbedResult:
+            result = await super().embed(texts, metadata)
+            return EmbedResult(
+                result.vectors, result.prompt_tokens, 0.0001, "azure", "text-embedding-3-small"
+            )
+
+    class Pricing(Plugin):
+        """Stands in for governance's pricing: the upstream answer costs 0.01."""
+
+        name = "pricing"
+        seen: float | None = None
+
+        def on_response(self, ctx: CallContext, response: pb.ChatCompletionResponse) -> None:
+            ctx.cost = 0.01
+
+        async def on_finish(self, ctx: CallContext) -> None:
+            Pricing.seen = ctx.cost
+
+    cache = build_cache(cache_config(semantic={"threshold": 0.8}), "", embedder=Priced())
+    await cache.open()
+    chat = engine(upstream, [Pricing(), CachePlugin(cache)])
+    await chat.create(ask("what is the capital of france"))
+    assert Pricing.seen == pytest.approx(0.0101)

@@ -418,3 +418,70 @@ def test_replica_b_serves_what_replica_a_stored(redis_replicas: list[Stack], ups
     assert debug_of(second)["cache_id"] == debug_of(first)["cache_id"]
     assert second["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
     assert upstream.request_count == seen
+
+
+# ---------------------------------------------------------------- semantic, through the embeddings engine
+
+
+@pytest.fixture(scope="module", params=["inprocess", "split"])
+def semantic(
+    request: pytest.FixtureRequest, upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The semantic cache on the embedded store (SQLite entries, the built-in vector index),
+    embedding with OpenAI's text-embedding-3-small at the fake upstream (hashed bag-of-words)."""
+    workdir = tmp_path_factory.mktemp(f"semantic-{request.param}")
+    cache = {
+        "enabled": True,
+        "store": "sqlite",
+        "sqlite_path": str(workdir / "cache.db"),
+        "semantic": {
+            "enabled": True,
+            "embedding_model": "openai/text-embedding-3-small",
+            "threshold": 0.75,
+            "path": str(workdir / "vectors"),
+        },
+    }
+    running = start_stack(
+        request.param, governed_config(upstream_server.url, workdir, cache=cache), workdir, GOVERNED_ENV
+    )
+    yield running
+    running.stop()
+
+
+def chat_calls(upstream: FakeUpstream) -> int:
+    return sum(1 for r in upstream.requests if r.path.endswith("/chat/completions"))
+
+
+def test_a_paraphrase_is_served_from_the_semantic_cache(semantic: Stack, upstream: FakeUpstream) -> None:
+    secret, _ = new_key(semantic)
+    other, _ = new_key(semantic)
+    topic = uuid.uuid4().hex[:8]  # a word no other test uses, so no other entry is near
+    with httpx.Client(base_url=semantic.base_url, timeout=30) as http:
+        upstream.script(Reply.ok(f"the capital of {topic} is paris"), match="chat-prod")
+        first = ask(http, secret, f"what is the capital of {topic}").json()
+        assert debug_of(first)["cache_hit"] is False
+        settle(0.3)
+        before = chat_calls(upstream)
+        hit = ask(http, secret, f"please tell me the capital of {topic}").json()
+        debug = debug_of(hit)
+        assert (debug["cache_hit"], debug["hit_type"]) == (True, "semantic"), debug
+        assert debug["similarity"] >= 0.75 and debug["threshold"] == pytest.approx(0.75)
+        assert debug["provider_used"] == "openai" and debug["model_used"] == "text-embedding-3-small"
+        assert debug["input_tokens"] > 0
+        assert hit["choices"][0]["message"]["content"] == f"the capital of {topic} is paris"
+        assert 0 < hit["usage"]["cost"]["total_cost"] < 1e-5  # the embedding's cost, nothing upstream
+        # A streaming paraphrase is replayed as a stream.
+        replay = events(ask(http, secret, f"capital of {topic}, please", stream=True))
+        assert replay[-1] == "[DONE]" and debug_of(replay[-2])["hit_type"] == "semantic"
+        assert chat_calls(upstream) == before
+        # Unrelated: a miss; another key: never this entry; a stricter threshold: a miss.
+        assert debug_of(ask(http, secret, f"how do I bake bread in {topic}").json())["cache_hit"] is False
+        theirs = ask(
+            http, other, f"please tell me the capital of {topic}", headers={"x-bf-cache-no-store": "true"}
+        )
+        assert debug_of(theirs.json())["cache_hit"] is False
+        strict = ask(
+            http, secret, f"tell me the capital of {topic} now", headers={"x-bf-cache-threshold": "0.99"}
+        )
+        assert debug_of(strict.json())["cache_hit"] is False
+        assert chat_calls(upstream) == before + 3

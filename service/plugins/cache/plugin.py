@@ -43,6 +43,7 @@ class _Miss:
     cache_id: str
     debug: pb.CacheDebug
     vector: tuple[Scope, list[float]] | None = None
+    embedding_cost: float = 0.0  # the semantic lookup's, added to the call's cost
     response: pb.ChatCompletionResponse | None = None
     chunks: list[pb.ChatCompletionChunk] | None = None
     size: int = 0
@@ -82,6 +83,7 @@ class CachePlugin(Plugin):
         cache_id = exact_key(request, partition, cache_key)
         debug = pb.CacheDebug(cache_hit=False, cache_id=cache_id, requested_model=ctx.model_requested)
         vector: tuple[Scope, list[float]] | None = None
+        embedding_cost = 0.0
         if not controls.refresh and controls.exact:
             entry = await cache.exact(cache_id, partition, cache_key)
             if entry is not None:
@@ -108,8 +110,9 @@ class CachePlugin(Plugin):
                     debug.cache_id = result.entry.cache_id
                     return self._hit(ctx, result.entry, SEMANTIC, debug, embedding.cost)
                 vector = (result.scope, result.vector)
+                embedding_cost = embedding.cost or 0.0
         cache.counts.misses += 1
-        ctx.slots[self.slot] = _Miss(controls, partition, cache_id, debug, vector)
+        ctx.slots[self.slot] = _Miss(controls, partition, cache_id, debug, vector, embedding_cost)
         ctx.cache = CacheNote(MISS, cache_id)
         return None
 
@@ -166,7 +169,13 @@ class CachePlugin(Plugin):
 
     async def on_finish(self, ctx: CallContext) -> None:
         miss = ctx.slots[self.slot]
-        if miss is None or miss.controls.no_store or ctx.status != 200 or ctx.target is None:
+        if miss is None:
+            return
+        if miss.embedding_cost and ctx.cost is not None:
+            # Runs before governance's on_finish (post hooks run in reverse), which settles the
+            # budget reservation and logs ctx.cost: the lookup's embedding is part of the call.
+            ctx.cost += miss.embedding_cost
+        if miss.controls.no_store or ctx.status != 200 or ctx.target is None:
             return
         if ctx.stream and (miss.chunks is None or miss.size > self._max_bytes):
             self.cache.counts.writes_dropped += 1
