@@ -74,6 +74,9 @@ EXCLUDED: dict[str, str] = {
 # the one target they name (as the router reads them), so `deployment: x` and `model: x`
 # without a deployment are the same request, and `model` beside a deployment is ignored.
 _CLEARED = (*EXCLUDED, "deployment_id")
+_FIELDS = pb.ChatCompletionRequest.DESCRIPTOR.fields_by_name
+_PRESENCE = tuple(name for name in _CLEARED if _FIELDS[name].has_presence)  # HasField works on these
+_PLAIN = tuple(name for name in _CLEARED if not _FIELDS[name].has_presence)  # repeated, plain strings
 
 
 def target_of(request: pb.ChatCompletionRequest) -> str:
@@ -82,22 +85,32 @@ def target_of(request: pb.ChatCompletionRequest) -> str:
 
 
 def _digest(partition: str, cache_key: str, canonical: pb.ChatCompletionRequest) -> str:
-    digest = hashlib.sha256()
     # Lengths first, so no partition or cache key can run into the next part.
-    for part in (partition.encode(), cache_key.encode()):
-        digest.update(len(part).to_bytes(4, "big"))
-        digest.update(part)
-    digest.update(canonical.SerializeToString(deterministic=True))
-    return digest.hexdigest()[:40]
+    head = partition.encode()
+    narrow = cache_key.encode()
+    data = b"".join(
+        (
+            len(head).to_bytes(4, "big"),
+            head,
+            len(narrow).to_bytes(4, "big"),
+            narrow,
+            canonical.SerializeToString(deterministic=True),
+        )
+    )
+    return hashlib.sha256(data).hexdigest()[:40]
 
 
 def _canonical(request: pb.ChatCompletionRequest) -> pb.ChatCompletionRequest:
     copy = pb.ChatCompletionRequest()
     copy.CopyFrom(request)
-    target = target_of(request)
-    for name in _CLEARED:
-        copy.ClearField(name)
-    copy.model = target
+    # Clearing a field costs more than asking whether it is set: only the set ones are cleared.
+    for name in _PRESENCE:
+        if copy.HasField(name):
+            copy.ClearField(name)
+    for name in _PLAIN:
+        if getattr(copy, name):
+            copy.ClearField(name)
+    copy.model = target_of(request)
     return copy
 
 
