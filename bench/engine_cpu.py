@@ -23,6 +23,12 @@ encoding and export run on the SDK's thread and count here), or ``all``.
 ``SY_BENCH_FALLBACK=1`` gives each request a fallback target, so streams run with mid-stream
 failover possible (tool calls held, the text kept for a continuation: service/midstream.py);
 ``SY_BENCH_MIDSTREAM=0`` turns mid-stream failover off (``resilience.midstream.enabled``).
+``SY_BENCH_CACHE`` turns the response cache on (memory store; ``off`` by default): ``miss``
+gives every call its own ``seed``, so each one misses and its answer is stored (the write,
+in the background, counts: the cache's pending writes are awaited before the clock stops);
+``hit`` repeats one request, stored before the clock starts, so every call is an exact hit.
+``off`` with ``SY_BENCH_SEEDS=1`` varies the seed too (and yields to the loop after each call,
+as ``miss`` does so that its write runs), for a like-for-like ``miss`` baseline.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import orjson
 from service.engine import ChatEngine
 from service.plugins.tracing import build_tracer_provider
 from service.providers import ProviderContext, build_provider
-from service.server import build_plugins, start_governance
+from service.server import build_plugins, start_cache, start_governance
 from switchyard import logs as log_setup
 from switchyard.config import parse_config
 from switchyard.metrics import ProcessMetrics
@@ -88,7 +94,14 @@ def _upstream(request: httpx.Request) -> httpx.Response:
 
 
 async def measure(
-    calls: int, streams: int, warmup: int, logs: bool, telemetry: str, otlp_url: str, log_sink: TextIO
+    calls: int,
+    streams: int,
+    warmup: int,
+    logs: bool,
+    telemetry: str,
+    otlp_url: str,
+    log_sink: TextIO,
+    cache_mode: str = "off",
 ) -> tuple[float, float]:
     folder = tempfile.mkdtemp()
     on = {telemetry} if telemetry != "all" else {"metrics", "access", "tracing"}
@@ -110,6 +123,7 @@ async def measure(
                     "sample_ratio": float(os.environ.get("SY_BENCH_SAMPLE_RATIO", "1.0")),
                 },
             },
+            "cache": {"enabled": cache_mode != "off", "store": "memory", "max_entries": 100_000},
             "providers": {
                 "azure": {
                     "kind": "azure",
@@ -130,8 +144,10 @@ async def measure(
     tracer_provider = build_tracer_provider(config.telemetry.tracing, env={})
     open_streams = OpenStreams()
     metrics = ProcessMetrics(config.telemetry.metrics)
-    plugins = build_plugins(config, governance, metrics, open_streams, tracer_provider)
+    cache = await start_cache(config, metrics if config.telemetry.metrics.enabled else None)
+    plugins = build_plugins(config, governance, metrics, open_streams, tracer_provider, cache)
     engine = ChatEngine(config, providers, plugins, streams=open_streams)
+    vary = cache_mode == "miss" or os.environ.get("SY_BENCH_SEEDS") == "1"
     messages = [pb.ChatMessage(role="system", text="be brief"), pb.ChatMessage(role="user", text="hi")]
     fallbacks = ["azure/backup"] if os.environ.get("SY_BENCH_FALLBACK") == "1" else []
     unary = pb.ChatCompletionRequest(
@@ -150,17 +166,39 @@ async def measure(
         gc.freeze()
         gc.set_threshold(10_000, 50, 100)
         started = time.process_time()
-        for _ in range(calls):
-            await engine.create(unary)
+        if cache is not None:  # hit: the entry is there before the clock starts
+            await cache.flush()
+        if vary:
+            for seed in range(calls):
+                unary.seed = seed
+                await engine.create(unary)
+                # The mock upstream never suspends: let the background write run, as I/O would.
+                await asyncio.sleep(0)
+        else:
+            for _ in range(calls):
+                await engine.create(unary)
+        if cache is not None:
+            await cache.flush()
         middle = time.process_time()
-        for _ in range(streams):
-            async for _ in engine.create_stream(stream):
-                pass
+        if vary:
+            for seed in range(calls, calls + streams):  # not the unary calls' seeds: misses too
+                stream.seed = seed
+                async for _ in engine.create_stream(stream):
+                    pass
+                await asyncio.sleep(0)
+        else:
+            for _ in range(streams):
+                async for _ in engine.create_stream(stream):
+                    pass
+        if cache is not None:
+            await cache.flush()
         ended = time.process_time()
         if tracer_provider is not None:
             tracer_provider.force_flush()  # the export of the last batch counts too
             ended = time.process_time()
     finally:
+        if cache is not None:
+            await cache.aclose()
         await governance.aclose()
         if tracer_provider is not None:
             tracer_provider.shutdown()
@@ -179,6 +217,9 @@ def main() -> None:
     warmup = int(os.environ.get("SY_BENCH_WARMUP", "100"))
     logs = os.environ.get("SY_BENCH_LOGS") == "1"
     telemetry = os.environ.get("SY_BENCH_TELEMETRY", "none")
+    cache_mode = os.environ.get("SY_BENCH_CACHE", "off")
+    if cache_mode not in ("off", "miss", "hit"):
+        raise SystemExit("SY_BENCH_CACHE must be off, miss or hit")
     # The receiver decodes in a process of its own: its CPU is not Switchyard's.
     urls: multiprocessing.Queue[str] = multiprocessing.Queue()
     receiver = multiprocessing.Process(target=_receive, args=(urls,), daemon=True)
@@ -186,12 +227,12 @@ def main() -> None:
     try:
         with open(os.devnull, "w") as sink:
             unary_us, stream_us = asyncio.run(
-                measure(calls, streams, warmup, logs, telemetry, urls.get(timeout=30), sink)
+                measure(calls, streams, warmup, logs, telemetry, urls.get(timeout=30), sink, cache_mode)
             )
     finally:
         receiver.terminate()
     print(
-        f"engine CPU (telemetry: {telemetry}): {unary_us:.1f} us per unary call, "
+        f"engine CPU (telemetry: {telemetry}, cache: {cache_mode}): {unary_us:.1f} us per unary call, "
         f"{stream_us:.1f} us per 7-chunk stream"
     )
 

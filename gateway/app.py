@@ -40,7 +40,18 @@ from switchyard.v1 import chat_pb2 as pb
 # Request headers passed on to the service as gRPC call metadata (auth is enforced there).
 # The request id goes too, but as RequestIdMiddleware checked (or made) it.
 # W3C trace context goes too, so the service's spans join the caller's trace.
-FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "traceparent", "tracestate")
+# The response cache's per-request controls go too; the service reads (and checks) them
+# (service/plugins/cache/controls.py), so REST and gRPC callers get the same behaviour.
+CACHE_HEADERS = (
+    "x-bf-cache-key",
+    "x-bf-cache-ttl",
+    "x-bf-cache-threshold",
+    "x-bf-cache-type",
+    "x-bf-cache-no-store",
+    "x-bf-cache-bypass",
+    "cache-control",
+)
+FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "traceparent", "tracestate", *CACHE_HEADERS)
 _FORWARDED = frozenset(name.encode() for name in FORWARDED_HEADERS)
 # Turns mid-stream failover on or off for one request (resilience.midstream is the default).
 MIDSTREAM_HEADER = "x-switchyard-midstream-failover"

@@ -62,6 +62,16 @@ class ChatError(Exception):
         self.retry_after_s = retry_after_s
 
 
+@dataclass(slots=True)
+class CacheNote:
+    """What the response cache did with a call; the request log and the metrics read it."""
+
+    hit_type: str  # "exact" | "semantic" (a hit) | "miss"
+    cache_id: str  # the entry that answered, or the one a miss is stored under
+    provider: str = ""  # a hit: the provider and model that made the cached answer
+    model: str = ""
+
+
 @dataclass(slots=True, eq=False)  # compared and hashed by identity
 class CallContext(Generic[RequestT]):
     """Everything about one call that the engine and the plugins share."""
@@ -93,6 +103,8 @@ class CallContext(Generic[RequestT]):
     # mid-answer, a hedge that lost): the target, and the usage in the attempt's record, which
     # the governance plugin prices. The call's usage and cost include them.
     spent: list[tuple[Target, pb.Usage]] = field(default_factory=list)
+    # Set by the response cache when it saw the call (None: off, bypassed, or refused before it).
+    cache: CacheNote | None = None
 
     @property
     def request_type(self) -> str:

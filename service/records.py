@@ -68,6 +68,9 @@ class LogEntry:
     cost: float | None = None  # None: the model has no price
     content_json: str | None = None  # prompt and completion, only when request_logs.include_content
     request_id: str = ""  # the caller's x-request-id, or the one Switchyard made (not unique)
+    # The response cache: "exact" / "semantic" (a hit) or "miss"; None when it did not see the call.
+    cache_hit_type: str | None = None
+    cache_id: str | None = None  # the entry that answered, or the one a miss is stored under
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from service.governance import Governance
 from service.health import Health
 from service.pipeline import Plugin
 from service.plugins import AccessLogPlugin, GovernancePlugin, MetricsPlugin, TracingPlugin
+from service.plugins.cache import CachePlugin, Embedder, ResponseCache, build_cache
+from service.plugins.cache.semantic import EngineEmbedder
 from service.plugins.tracing import build_tracer_provider
 from service.pricing import PriceTable
 from service.providers import Provider, ProviderContext, build_provider
@@ -62,6 +64,7 @@ class RunningService:
     metrics: ProcessMetrics
     tracer_provider: TracerProvider | None = None
     metrics_server: asyncio.Server | None = None
+    cache: ResponseCache | None = None
     serving: bool = True
     embeddings: EmbeddingsServicer | None = None
 
@@ -78,6 +81,8 @@ class RunningService:
         await self.servicer.engine.streams.end_after(grace_s)
         await stopping
         await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)
+        if self.cache is not None:
+            await self.cache.aclose()  # after the calls: their pending writes finish first
         await self.governance.aclose()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -116,9 +121,12 @@ def build_plugins(
     metrics: ProcessMetrics,
     streams: OpenStreams,
     tracer_provider: TracerProvider | None,
+    cache: ResponseCache | None = None,
 ) -> list[Plugin]:
     """The pipeline's plugins, in order. Telemetry first: its post hooks then run for every
-    call, refused ones included; a telemetry plugin that is off is not in the list at all."""
+    call, refused ones included; a telemetry plugin that is off is not in the list at all.
+    The response cache comes after governance: a caller is admitted and rate limited before
+    a hit is served (a hit is still a request), and it is not in the list when it is off."""
     telemetry = config.telemetry
     plugins: list[Plugin] = []
     if tracer_provider is not None:
@@ -128,7 +136,25 @@ def build_plugins(
     if config.logging.access_log:
         plugins.append(AccessLogPlugin())
     plugins.append(GovernancePlugin(governance))
+    if cache is not None:
+        plugins.append(CachePlugin(cache))
     return plugins
+
+
+async def start_cache(
+    config: Config, metrics: ProcessMetrics | None, embedder: Embedder | None = None
+) -> ResponseCache | None:
+    """The response cache, opened; None when it is off. A store that cannot be opened (Redis
+    down, an unwritable file) stops the start, as the governance store does."""
+    if not config.cache.enabled:
+        return None
+    cache = build_cache(config.cache, config.store.redis_url, metrics, embedder)
+    try:
+        await cache.open()
+    except Exception as exc:
+        await cache.aclose()
+        raise ConfigError("cache.store", f"the response cache cannot be opened: {exc}") from None
+    return cache
 
 
 async def start_service(
@@ -166,6 +192,7 @@ async def start_service(
     metrics = metrics or ProcessMetrics(config.telemetry.metrics)
     tracer_provider = build_tracer_provider(config.telemetry.tracing)
     metrics_server: asyncio.Server | None = None
+    cache: ResponseCache | None = None
     try:
         telemetry = config.telemetry
         if serve_metrics_port and telemetry.metrics_port and telemetry.metrics.enabled:
@@ -179,20 +206,27 @@ async def start_service(
         context = ProviderContext(config.timeouts, stats, keep_raw=config.logging.raw_request)
         providers = {name: build_provider(p, context) for name, p in config.providers.items()}
         streams = OpenStreams()
-        plugins = build_plugins(config, governance, metrics, streams, tracer_provider)
+        # The cache's semantic lookup embeds through the embeddings engine, built after the
+        # plugins (it runs them): the embedder is bound to it once it exists.
+        embedder = (
+            EngineEmbedder(config.cache.semantic.embedding_model) if config.cache.semantic.enabled else None
+        )
+        cache = await start_cache(config, metrics if config.telemetry.metrics.enabled else None, embedder)
+        plugins = build_plugins(config, governance, metrics, streams, tracer_provider, cache)
         # One set of circuit breakers for chat and embeddings: a failing key or upstream is the same.
         circuit = config.resilience.circuit
         health = Health(circuit, config.providers) if circuit.enabled else None
         engine = ChatEngine(
             config, providers, plugins, router=Router(config, health=health), stats=stats, streams=streams
         )
-        embeddings = EmbeddingsServicer(
-            EmbeddingsEngine(
-                config, providers, plugins, router=Router(config, health=health), price=governance.price_usage
-            )
+        embeddings_engine = EmbeddingsEngine(
+            config, providers, plugins, router=Router(config, health=health), price=governance.price_usage
         )
+        if embedder is not None:
+            embedder.engine = embeddings_engine
+        embeddings = EmbeddingsServicer(embeddings_engine)
         servicer = ChatCompletionsServicer(engine)
-        admin = AdminServicer(governance, engine.stats, engine.health)
+        admin = AdminServicer(governance, engine.stats, engine.health, cache)
         if config.telemetry.metrics.enabled:
             # Registered with breakers off too (no series then): dashboards and alerts find the family.
             breakers = engine.health
@@ -219,6 +253,8 @@ async def start_service(
     except BaseException:
         await server.stop(None)
         await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+        if cache is not None:
+            await cache.aclose()
         if governance is not None:
             await governance.aclose()
         if metrics_server is not None:
@@ -238,6 +274,7 @@ async def start_service(
         metrics,
         tracer_provider,
         metrics_server,
+        cache,
         embeddings=embeddings,
     )
 

@@ -135,6 +135,7 @@ class GovernancePlugin(Plugin):
         if not governance.keeps_logs:
             return
         target = ctx.target
+        cache = ctx.cache
         content = None
         if state.completion is not None:
             content = _content_json(ctx, state.completion)
@@ -148,8 +149,9 @@ class GovernancePlugin(Plugin):
                 latency_ms=ctx.latency_ms(),
                 key_id=state.admission.key_id,
                 team_id=state.admission.team_id,
-                provider=target.provider if target else "",
-                model_served=target.model if target else "",
+                # A cache hit has no target: the provider and model that made the cached answer.
+                provider=target.provider if target else (cache.provider if cache else ""),
+                model_served=target.model if target else (cache.model if cache else ""),
                 error_type=ctx.error_type,
                 attempts_json=_attempts_json(ctx.attempts),
                 prompt_tokens=usage.prompt_tokens if usage else 0,
@@ -158,6 +160,8 @@ class GovernancePlugin(Plugin):
                 cost=ctx.cost,
                 content_json=content,
                 request_id=ctx.request_id,
+                cache_hit_type=cache.hit_type if cache else None,
+                cache_id=cache.cache_id if cache else None,
             )
         )
 

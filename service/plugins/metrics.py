@@ -240,7 +240,12 @@ class MetricsPlugin(Plugin):
         route = ctx.request_type
         self._in_flight[route] -= 1
         target = ctx.target or call.last_target
-        provider, model = (target.provider, self._model(target.model)) if target else ("", "")
+        if target is not None:
+            provider, model = target.provider, self._model(target.model)
+        elif ctx.cache is not None and ctx.cache.provider:  # a cache hit: who made the answer
+            provider, model = ctx.cache.provider, self._model(ctx.cache.model)
+        else:
+            provider, model = "", ""
         status_class = _STATUS_CLASS.get(ctx.status // 100, "5xx")
         who: tuple[str, ...] = ()
         if self._key_labels:

@@ -97,6 +97,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS request_logs_request_id ON request_logs (request_id)",
         ),
     ),
+    Migration(
+        3,
+        "the response cache's hit type and entry id in the request log",
+        (
+            "ALTER TABLE request_logs ADD COLUMN cache_hit_type TEXT",
+            "ALTER TABLE request_logs ADD COLUMN cache_id TEXT",
+        ),
+    ),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

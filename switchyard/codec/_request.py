@@ -55,12 +55,13 @@ _decode: Final = define_decoder(
         "stop": ("", _stop),
         "tool_choice": ("", _tool_choice),
     },
-    # deployment_id and api_version come from the URL, midstream_failover from a header;
-    # never from the body.
+    # deployment_id and api_version come from the URL, midstream_failover from a header, `cache`
+    # from the x-bf-cache-* headers (the service reads them); never from the body.
     exclude={
         "deployment_id",
         "api_version",
         "midstream_failover",
+        "cache",
         "stop_string",
         "stop_list",
         "tool_choice_mode",
@@ -75,6 +76,7 @@ _encode: Final = define_encoder(
         "deployment_id": (None, skip),
         "api_version": (None, skip),
         "midstream_failover": (None, skip),
+        "cache": (None, skip),
         "stop_string": ("stop", None),
         "stop_list": ("stop", encoder(pb.StringList.DESCRIPTOR)),
         "tool_choice_mode": ("tool_choice", None),
