@@ -14,7 +14,9 @@ import pytest
 import redis
 
 from service.plugins.cache.entries import Entry, fold_stream
-from service.plugins.cache.semantic import BuiltinIndex, HashedEmbedder, QdrantIndex, Scope, VectorIndex
+from service.plugins.cache.index_builtin import BuiltinIndex
+from service.plugins.cache.index_qdrant import QdrantIndex
+from service.plugins.cache.semantic import HashedEmbedder, Scope, VectorIndex
 from service.plugins.cache.stores import EntryStore, MemoryStore, RedisStore, SqliteStore
 from switchyard.v1 import chat_pb2 as pb
 

@@ -5,6 +5,7 @@
 - ``entries``: what an entry holds, and a completed stream folded into one answer;
 - ``stores``: where exact entries live (memory, SQLite, Redis);
 - ``semantic``: the embedder and vector-index seams, and what gets embedded;
+- ``index_builtin``, ``index_qdrant``: the vector indexes (numpy; qdrant-client), loaded only when used;
 - ``cache``: lookups, background writes, clearing and stats;
 - ``plugin``: when in a call the cache is consulted.
 """

@@ -7,7 +7,7 @@ Two seams keep it replaceable:
   the configured embedding model through the service's own routing
   (``cache.semantic.embedding_model``); tests use hashed bag-of-words vectors.
 - :class:`VectorIndex`: stores vectors with their entry id and finds the nearest one under a
-  filter (partition, cache key, scope, not expired). ``builtin`` (this module) or ``qdrant``.
+  filter (partition, cache key, scope, not expired): ``index_builtin.py`` or ``index_qdrant.py``.
 
 **Why the built-in index is the embedded default** (measured on this 2-core machine, 256-dim
 vectors, 10 partitions; ``bench/cache.py --index``): qdrant-client's local mode evaluates a
@@ -28,19 +28,13 @@ per namespace), so changing the model starts an empty index instead of matching 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import re
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-import aiosqlite
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from service.plugins.cache.keys import message_text
 from switchyard.config import SemanticCacheConfig
@@ -160,266 +154,15 @@ def namespace_of(model: str, dimension: int) -> str:
     return f"{model}:{dimension}"
 
 
-# ---------------------------------------------------------------- the built-in index
-
-
-@dataclass(slots=True)
-class _Group:
-    """The vectors of one scope: a matrix of unit rows, their ids and expiry times."""
-
-    ids: list[str] = field(default_factory=list)
-    expires: list[float] = field(default_factory=list)
-    rows: list[np.ndarray] = field(default_factory=list)
-    matrix: np.ndarray | None = None  # rebuilt lazily after an add
-
-    def search(self, query: np.ndarray, now: float) -> Match | None:
-        if not self.ids:
-            return None
-        if self.matrix is None:
-            self.matrix = np.vstack(self.rows)
-        scores = self.matrix @ query
-        for i in np.argsort(-scores)[:8]:  # the best few: the very best may have expired
-            if self.expires[int(i)] > now:
-                return Match(self.ids[int(i)], float(scores[int(i)]))
-        return None
-
-    def remove(self, doomed: set[str]) -> None:
-        keep = [i for i, cache_id in enumerate(self.ids) if cache_id not in doomed]
-        if len(keep) == len(self.ids):
-            return
-        self.ids = [self.ids[i] for i in keep]
-        self.expires = [self.expires[i] for i in keep]
-        self.rows = [self.rows[i] for i in keep]
-        self.matrix = None
-
-
-def _unit(vector: Sequence[float]) -> np.ndarray:
-    array = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(array))
-    return array / norm if norm > 0 else array
-
-
-class BuiltinIndex:
-    """Exact cosine search with numpy over the vectors of one scope, in this process; kept in
-    a SQLite file (``path``; ``""``: memory only), reloaded at start without expired rows."""
-
-    name = "builtin"
-
-    def __init__(self, path: str = "") -> None:
-        self._path = path
-        self._groups: dict[Scope, _Group] = {}
-        self._where: dict[str, Scope] = {}
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-
-    async def open(self) -> None:
-        if not self._path:
-            return
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self._path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS cache_vectors (cache_id TEXT PRIMARY KEY, namespace TEXT NOT NULL, "
-            "partition TEXT NOT NULL, cache_key TEXT NOT NULL, scope TEXT NOT NULL, "
-            "expires_at REAL NOT NULL, vector BLOB NOT NULL)"
-        )
-        await conn.execute("DELETE FROM cache_vectors WHERE expires_at <= ?", (time.time(),))
-        rows = await conn.execute_fetchall(
-            "SELECT cache_id, namespace, partition, cache_key, scope, expires_at, vector FROM cache_vectors"
-        )
-        for cache_id, namespace, partition, cache_key, scope, expires_at, blob in rows:
-            self._insert(
-                Scope(namespace, partition, cache_key, scope),
-                cache_id,
-                np.frombuffer(blob, dtype=np.float32).copy(),
-                float(expires_at),
-            )
-        self._conn = conn
-
-    def _insert(self, scope: Scope, cache_id: str, unit: np.ndarray, expires_at: float) -> None:
-        old = self._where.get(cache_id)
-        if old is not None:
-            self._groups[old].remove({cache_id})
-        group = self._groups.setdefault(scope, _Group())
-        group.ids.append(cache_id)
-        group.expires.append(expires_at)
-        group.rows.append(unit)
-        group.matrix = None
-        self._where[cache_id] = scope
-
-    async def nearest(self, scope: Scope, vector: Sequence[float], now: float) -> Match | None:
-        group = self._groups.get(scope)
-        return group.search(_unit(vector), now) if group is not None else None
-
-    async def add(self, scope: Scope, cache_id: str, vector: Sequence[float], expires_at: float) -> None:
-        unit = _unit(vector)
-        self._insert(scope, cache_id, unit, expires_at)
-        if self._conn is not None:
-            async with self._lock:
-                await self._conn.execute(
-                    "INSERT OR REPLACE INTO cache_vectors VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        cache_id,
-                        scope.namespace,
-                        scope.partition,
-                        scope.cache_key,
-                        scope.scope,
-                        expires_at,
-                        unit.tobytes(),
-                    ),
-                )
-
-    async def delete(self, cache_ids: Sequence[str]) -> None:
-        doomed = set(cache_ids)
-        for scope in {self._where.pop(c) for c in doomed if c in self._where}:
-            self._groups[scope].remove(doomed)
-        if self._conn is not None and doomed:
-            async with self._lock:
-                await self._conn.executemany(
-                    "DELETE FROM cache_vectors WHERE cache_id = ?", [(c,) for c in doomed]
-                )
-
-    async def clear(self, partition: str, cache_key: str | None) -> None:
-        doomed = [
-            cache_id
-            for cache_id, scope in self._where.items()
-            if scope.partition == partition and (cache_key is None or scope.cache_key == cache_key)
-        ]
-        await self.delete(doomed)
-
-    async def count(self) -> int:
-        return len(self._where)
-
-    async def aclose(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-
-
-# ---------------------------------------------------------------- Qdrant
-
-
-def _point_id(cache_id: str) -> str:
-    """Qdrant ids are UUIDs or integers: a UUID made from the entry id (stable everywhere)."""
-    return str(uuid.UUID(bytes=hashlib.sha256(cache_id.encode()).digest()[:16]))
-
-
-def _collection(namespace: str) -> str:
-    return "switchyard_cache_" + re.sub(r"[^A-Za-z0-9_-]", "_", namespace)
-
-
-class QdrantIndex:
-    """qdrant-client's ``AsyncQdrantClient``: a server at ``url`` (a fleet shares it), else its
-    local mode at ``path``. One collection per namespace, with keyword payload indexes on
-    what every query filters by."""
-
-    name = "qdrant"
-
-    def __init__(self, url: str = "", path: str = "") -> None:
-        self._url, self._path = url, path
-        self._client: Any = None
-        self._collections: set[str] = set()
-
-    async def open(self) -> None:
-        from qdrant_client import AsyncQdrantClient  # imported only when this index is chosen
-
-        if self._url:
-            self._client = AsyncQdrantClient(url=self._url, timeout=5)
-            existing = await self._client.get_collections()
-        else:
-            await asyncio.to_thread(Path(self._path).mkdir, parents=True, exist_ok=True)
-            self._client = AsyncQdrantClient(path=self._path)
-            existing = await self._client.get_collections()
-        self._collections = {c.name for c in existing.collections}
-
-    async def _ensure(self, name: str, dimension: int) -> None:
-        from qdrant_client import models
-
-        if name in self._collections:
-            return
-        if not await self._client.collection_exists(name):
-            await self._client.create_collection(
-                name, vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE)
-            )
-            if self._url:  # payload indexes exist on a server only
-                for key in ("partition", "cache_key", "scope", "cache_id"):
-                    await self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
-                await self._client.create_payload_index(name, "expires_at", models.PayloadSchemaType.FLOAT)
-        self._collections.add(name)
-
-    def _filter(self, partition: str, cache_key: str | None, scope: str | None = None, now: float = 0) -> Any:
-        from qdrant_client import models
-
-        must: list[Any] = [models.FieldCondition(key="partition", match=models.MatchValue(value=partition))]
-        if cache_key is not None:
-            must.append(models.FieldCondition(key="cache_key", match=models.MatchValue(value=cache_key)))
-        if scope is not None:
-            must.append(models.FieldCondition(key="scope", match=models.MatchValue(value=scope)))
-        if now:
-            must.append(models.FieldCondition(key="expires_at", range=models.Range(gt=now)))
-        return models.Filter(must=must)
-
-    async def nearest(self, scope: Scope, vector: Sequence[float], now: float) -> Match | None:
-        name = _collection(scope.namespace)
-        if name not in self._collections:
-            return None
-        result = await self._client.query_points(
-            name,
-            query=list(vector),
-            query_filter=self._filter(scope.partition, scope.cache_key, scope.scope, now),
-            limit=1,
-            with_payload=["cache_id"],
-        )
-        if not result.points:
-            return None
-        point = result.points[0]
-        return Match(str(point.payload["cache_id"]), float(point.score))
-
-    async def add(self, scope: Scope, cache_id: str, vector: Sequence[float], expires_at: float) -> None:
-        from qdrant_client import models
-
-        name = _collection(scope.namespace)
-        await self._ensure(name, len(vector))
-        payload = {
-            "cache_id": cache_id,
-            "partition": scope.partition,
-            "cache_key": scope.cache_key,
-            "scope": scope.scope,
-            "expires_at": expires_at,
-        }
-        await self._client.upsert(
-            name, points=[models.PointStruct(id=_point_id(cache_id), vector=list(vector), payload=payload)]
-        )
-
-    async def delete(self, cache_ids: Sequence[str]) -> None:
-        from qdrant_client import models
-
-        ids: list[Any] = [_point_id(c) for c in cache_ids]
-        for name in list(self._collections):
-            await self._client.delete(name, points_selector=models.PointIdsList(points=ids))
-
-    async def clear(self, partition: str, cache_key: str | None) -> None:
-        from qdrant_client import models
-
-        for name in list(self._collections):
-            await self._client.delete(
-                name, points_selector=models.FilterSelector(filter=self._filter(partition, cache_key))
-            )
-
-    async def count(self) -> int:
-        total = 0
-        for name in self._collections:
-            total += (await self._client.count(name, exact=True)).count
-        return total
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-
-
 def open_index(config: SemanticCacheConfig) -> VectorIndex:
+    """The configured index. Imported here, not at the top: numpy and qdrant-client are loaded
+    only by a process whose semantic cache is on (with the cache off, nothing changes)."""
     if config.index == "qdrant":
+        from service.plugins.cache.index_qdrant import QdrantIndex
+
         return QdrantIndex(config.qdrant_url, config.path)
+    from service.plugins.cache.index_builtin import BuiltinIndex
+
     return BuiltinIndex(str(Path(config.path) / "vectors.db") if config.path else "")
 
 
@@ -453,14 +196,12 @@ class HashedEmbedder:
 
 
 __all__ = [
-    "BuiltinIndex",
     "EmbedResult",
     "Embedder",
     "EngineEmbedder",
     "HashedEmbedder",
     "Match",
     "Probe",
-    "QdrantIndex",
     "Scope",
     "VectorIndex",
     "namespace_of",
