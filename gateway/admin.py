@@ -31,6 +31,7 @@ from switchyard.v1 import admin_pb2, chat_pb2
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"]
 _VARIABLE = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_.]*)\}")
 _MAX_ADMIN_BODY = 1024 * 1024
+_NO_STORE = {"cache-control": "no-store"}
 
 
 def admin_routes(backend: Callable[[], ChatBackend], forwarded: Callable[[Request], Metadata]) -> list[Route]:
@@ -79,7 +80,10 @@ def _endpoint(
             reply = await backend().admin(method.name, message, forwarded(request))
         except BackendError as err:
             return error_response(err.error)
-        return Response(orjson.dumps(message_to_json(reply)), media_type="application/json")
+        # no-store: answers may hold a new key's secret (create, rotate) and are never worth caching.
+        return Response(
+            orjson.dumps(message_to_json(reply)), media_type="application/json", headers=_NO_STORE
+        )
 
     return endpoint
 

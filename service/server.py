@@ -169,7 +169,7 @@ async def start_service(
         plugins = build_plugins(config, governance, metrics, streams, tracer_provider)
         engine = ChatEngine(config, providers, plugins, stats=stats, streams=streams)
         servicer = ChatCompletionsServicer(engine)
-        admin = AdminServicer(governance, engine.stats, engine.health)
+        admin = AdminServicer(governance, engine.stats, engine.health, config)
         if config.telemetry.metrics.enabled:
             # Registered with breakers off too (no series then): dashboards and alerts find the family.
             breakers = engine.health

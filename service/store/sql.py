@@ -19,7 +19,17 @@ from typing import Any, TypeVar
 
 import orjson
 
-from service.records import LogEntry, LogPage, LogQuery, Team, UsageRow, VirtualKey
+from service.records import (
+    LogEntry,
+    LogPage,
+    LogQuery,
+    Team,
+    UsageBreakdown,
+    UsageBucket,
+    UsageOverview,
+    UsageRow,
+    VirtualKey,
+)
 from service.store.base import Adapter, AlreadyExists, Row, StoreError
 from service.store.migrations import migrate
 from switchyard.config import BudgetConfig, RateLimitConfig
@@ -245,6 +255,11 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 class SqlStore:
     """The ``Store`` implementation both backends share; subclasses provide ``_connect``."""
 
+    # SQL for the whole number below a non-negative value (``{}``). SQLite's CAST truncates,
+    # which is the floor here; PostgreSQL's rounds, so postgres.py says FLOOR instead (SQLite's
+    # floor() exists only when its math functions are compiled in).
+    FLOOR_SQL = "CAST({} AS INTEGER)"
+
     def __init__(self, errors: DriverErrors) -> None:
         self._errors = errors
         self._adapter: Adapter | None = None
@@ -389,6 +404,16 @@ class SqlStore:
         if query.request_id is not None:
             where.append("request_id = ?")
             params.append(query.request_id)
+        for column, value in (
+            ("provider", query.provider),
+            ("error_type", query.error_type),
+            ("team_id", query.team_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.errors_only:
+            where.append("status >= 400")
         if query.status is not None:
             where.append("status = ?")
             params.append(int(query.status))
@@ -405,6 +430,81 @@ class SqlStore:
         entries = tuple(_log_from_row(row) for row in rows[:limit])
         more = len(rows) > limit
         return LogPage(entries, encode_cursor(entries[-1].ts, entries[-1].id) if more else None)
+
+    async def get_log(self, entry_id: str) -> LogEntry | None:
+        """One entry by its id (not its request id)."""
+        with self._translate():
+            rows = await self._db.fetch(f"SELECT {_LOG_COLUMNS} FROM request_logs WHERE id = ?", (entry_id,))
+        return _log_from_row(rows[0]) if rows else None
+
+    async def usage_overview(
+        self,
+        *,
+        start: float,
+        end: float,
+        bucket_s: float,
+        key_id: str | None = None,
+        team_id: str | None = None,
+        top: int = 10,
+    ) -> UsageOverview:
+        """Requests, errors, cost and tokens per ``bucket_s`` from ``start`` (ts in [start, end)),
+        and the ``top`` rows of each breakdown.
+
+        Every figure is a GROUP BY in the database, so the answer is a few hundred rows whatever
+        the size of the log; ``bench/console_overview.py`` measures it over 100,000 entries.
+        """
+        where, params = _log_filters(key_id, start, end)
+        if team_id is not None:
+            where.append("team_id = ?")
+            params.append(team_id)
+        condition = _where(where)
+        bucket = self.FLOOR_SQL.format("(ts - ?) / ?")
+        with self._translate():
+            rows = await self._db.fetch(
+                f"SELECT {bucket} AS b, {_FIGURES}, SUM(prompt_tokens), SUM(completion_tokens) "
+                f"FROM request_logs {condition} GROUP BY 1 ORDER BY 1",
+                (float(start), float(bucket_s), *params),
+            )
+            buckets = tuple(
+                UsageBucket(
+                    start=start + int(row[0]) * bucket_s,
+                    requests=int(row[1]),
+                    errors=int(row[2]),
+                    cost=float(row[3]),
+                    total_tokens=int(row[4]),
+                    prompt_tokens=int(row[5]),
+                    completion_tokens=int(row[6]),
+                )
+                for row in rows
+            )
+            limit = max(1, int(top))
+
+            async def breakdown(column: str, order: str, having: str = "") -> tuple[UsageBreakdown, ...]:
+                found = await self._db.fetch(
+                    f"SELECT {column} AS name, {_FIGURES} FROM request_logs {condition} "
+                    f"GROUP BY 1 {having} ORDER BY {order}, 1 LIMIT ?",
+                    (*params, limit),
+                )
+                return tuple(_breakdown(row) for row in found)
+
+            by_model = await breakdown(_MODEL_SQL, "4 DESC, 2 DESC")
+            by_key = await breakdown("COALESCE(key_id, '')", "4 DESC, 2 DESC")
+            by_team = await breakdown("COALESCE(team_id, '')", "4 DESC, 2 DESC")
+            by_provider = await breakdown("provider", "2 DESC")
+            error_keys = await breakdown("COALESCE(key_id, '')", "3 DESC, 2 DESC", _HAS_ERRORS)
+            error_models = await breakdown(_MODEL_SQL, "3 DESC, 2 DESC", _HAS_ERRORS)
+        totals = UsageBucket(
+            start=start,
+            requests=sum(b.requests for b in buckets),
+            errors=sum(b.errors for b in buckets),
+            cost=sum(b.cost for b in buckets),
+            prompt_tokens=sum(b.prompt_tokens for b in buckets),
+            completion_tokens=sum(b.completion_tokens for b in buckets),
+            total_tokens=sum(b.total_tokens for b in buckets),
+        )
+        return UsageOverview(
+            buckets, totals, by_model, by_key, by_team, by_provider, error_keys, error_models
+        )
 
     async def usage_summary(
         self, *, start: float | None = None, end: float | None = None, key_id: str | None = None
@@ -450,6 +550,25 @@ class SqlStore:
                 (value, float(since)),
             )
         return float(rows[0][0])
+
+
+# The figures every overview row carries: requests, errors (status >= 400), cost, tokens.
+_FIGURES = (
+    "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(COALESCE(cost, 0.0)), SUM(total_tokens)"
+)
+_HAS_ERRORS = "HAVING SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) > 0"
+# The model a request is counted under, as usage_summary counts it: the one served, else the one asked.
+_MODEL_SQL = "CASE WHEN model_served <> '' THEN model_served ELSE model_requested END"
+
+
+def _breakdown(row: Row) -> UsageBreakdown:
+    return UsageBreakdown(
+        name=str(row[0] or ""),
+        requests=int(row[1]),
+        errors=int(row[2]),
+        cost=float(row[3]),
+        total_tokens=int(row[4] or 0),
+    )
 
 
 def _clamp(limit: int) -> int:
