@@ -69,7 +69,7 @@ def _endpoint(
                     return gateway_error(400, "invalid_request_error", "the body must be a JSON object")
                 target = message if body_field == "*" else getattr(message, body_field)
                 json_format.ParseDict(_lists_as_string_lists(data, target), target)
-            query = {k: v for k, v in request.query_params.items()}
+            query = _query_values(dict(request.query_params.items()), message)
             if query:
                 json_format.ParseDict(query, message)
             for name, value in request.path_params.items():
@@ -99,6 +99,20 @@ def _lists_as_string_lists(data: dict[str, Any], target: Message) -> dict[str, A
         and fields[name].message_type is chat_pb2.StringList.DESCRIPTOR
         else value
         for name, value in data.items()
+    }
+
+
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _query_values(query: dict[str, str], message: Message) -> dict[str, Any]:
+    """Query strings are text; json_format wants a JSON bool for a bool field (``?errors_only=true``)."""
+    fields = message.DESCRIPTOR.fields_by_name
+    return {
+        name: _BOOLS.get(value.lower(), value)
+        if name in fields and fields[name].type == fields[name].TYPE_BOOL
+        else value
+        for name, value in query.items()
     }
 
 

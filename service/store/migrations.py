@@ -97,6 +97,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS request_logs_request_id ON request_logs (request_id)",
         ),
     ),
+    Migration(
+        3,
+        "a covering index for the console's usage overview",
+        (
+            # Every column the overview's two GROUP BYs read, after ts: the range is then an
+            # index-only scan, never a visit to the wide rows (prompts, attempts). 30 days of a
+            # 100,000-entry SQLite log: ~0.4 s without, ~? with (bench/console_overview.py).
+            "CREATE INDEX IF NOT EXISTS request_logs_overview ON request_logs (ts, status, cost, "
+            "total_tokens, prompt_tokens, completion_tokens, key_id, team_id, provider, model_served, "
+            "model_requested)",
+        ),
+    ),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -477,22 +477,16 @@ class SqlStore:
                 )
                 for row in rows
             )
-            limit = max(1, int(top))
-
-            async def breakdown(column: str, order: str, having: str = "") -> tuple[UsageBreakdown, ...]:
-                found = await self._db.fetch(
-                    f"SELECT {column} AS name, {_FIGURES} FROM request_logs {condition} "
-                    f"GROUP BY 1 {having} ORDER BY {order}, 1 LIMIT ?",
-                    (*params, limit),
-                )
-                return tuple(_breakdown(row) for row in found)
-
-            by_model = await breakdown(_MODEL_SQL, "4 DESC, 2 DESC")
-            by_key = await breakdown("COALESCE(key_id, '')", "4 DESC, 2 DESC")
-            by_team = await breakdown("COALESCE(team_id, '')", "4 DESC, 2 DESC")
-            by_provider = await breakdown("provider", "2 DESC")
-            error_keys = await breakdown("COALESCE(key_id, '')", "3 DESC, 2 DESC", _HAS_ERRORS)
-            error_models = await breakdown(_MODEL_SQL, "3 DESC, 2 DESC", _HAS_ERRORS)
+            # One pass for every breakdown: grouped by key, team, provider and model in SQL, then
+            # folded here. One scan instead of six: 30 days of a 100,000-entry SQLite log went from
+            # ~2 s to ~0.4 s (bench/console_overview.py). The groups are the distinct
+            # (key, provider, model) combinations in the range: a few thousand, not the rows.
+            groups = await self._db.fetch(
+                f"SELECT COALESCE(key_id, ''), COALESCE(team_id, ''), provider, {_MODEL_SQL}, {_FIGURES} "
+                f"FROM request_logs {condition} GROUP BY 1, 2, 3, 4",
+                params,
+            )
+        folded = _fold(groups, max(1, int(top)))
         totals = UsageBucket(
             start=start,
             requests=sum(b.requests for b in buckets),
@@ -502,9 +496,7 @@ class SqlStore:
             completion_tokens=sum(b.completion_tokens for b in buckets),
             total_tokens=sum(b.total_tokens for b in buckets),
         )
-        return UsageOverview(
-            buckets, totals, by_model, by_key, by_team, by_provider, error_keys, error_models
-        )
+        return UsageOverview(buckets, totals, *folded)
 
     async def usage_summary(
         self, *, start: float | None = None, end: float | None = None, key_id: str | None = None
@@ -556,18 +548,42 @@ class SqlStore:
 _FIGURES = (
     "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(COALESCE(cost, 0.0)), SUM(total_tokens)"
 )
-_HAS_ERRORS = "HAVING SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) > 0"
 # The model a request is counted under, as usage_summary counts it: the one served, else the one asked.
 _MODEL_SQL = "CASE WHEN model_served <> '' THEN model_served ELSE model_requested END"
 
 
-def _breakdown(row: Row) -> UsageBreakdown:
-    return UsageBreakdown(
-        name=str(row[0] or ""),
-        requests=int(row[1]),
-        errors=int(row[2]),
-        cost=float(row[3]),
-        total_tokens=int(row[4] or 0),
+def _fold(groups: list[Row], top: int) -> tuple[tuple[UsageBreakdown, ...], ...]:
+    """(key, team, provider, model, figures...) groups -> by model, key, team and provider, and
+    the top erroring keys and models, each cut to ``top`` rows."""
+    sums: list[dict[str, list[float]]] = [{}, {}, {}, {}]  # key, team, provider, model
+    for row in groups:
+        figures = (int(row[4]), int(row[5]), float(row[6] or 0.0), int(row[7] or 0))
+        for table, name in zip(sums, (row[0], row[1], row[2], row[3]), strict=True):
+            into = table.setdefault(str(name or ""), [0, 0, 0.0, 0])
+            for i, value in enumerate(figures):
+                into[i] += value
+    keys, teams, providers, models = (
+        [UsageBreakdown(n, int(v[0]), int(v[1]), float(v[2]), int(v[3])) for n, v in table.items()]
+        for table in sums
+    )
+
+    def best(rows: list[UsageBreakdown], by: str) -> tuple[UsageBreakdown, ...]:
+        if by == "errors":
+            rows = [r for r in rows if r.errors]
+            ordered = sorted(rows, key=lambda r: (-r.errors, -r.requests, r.name))
+        elif by == "requests":
+            ordered = sorted(rows, key=lambda r: (-r.requests, r.name))
+        else:
+            ordered = sorted(rows, key=lambda r: (-r.cost, -r.requests, r.name))
+        return tuple(ordered[:top])
+
+    return (
+        best(models, "cost"),
+        best(keys, "cost"),
+        best(teams, "cost"),
+        best(providers, "requests"),
+        best(keys, "errors"),
+        best(models, "errors"),
     )
 
 
