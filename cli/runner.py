@@ -69,7 +69,9 @@ async def run_both(config: Config, backend: str = "inprocess") -> None:
             raise
     factory: Callable[[], ChatBackend]
     if backend == "inprocess":
-        factory = lambda: InProcessBackend(running.servicer, running.admin, lambda: running.serving)  # noqa: E731
+        factory = lambda: InProcessBackend(  # noqa: E731
+            running.servicer, running.admin, lambda: running.serving, running.embeddings
+        )
     else:
         factory = lambda: GrpcBackend(config.server.grpc_target, grpc_options(config))  # noqa: E731
     grace = config.server.shutdown_grace_s

@@ -1,4 +1,4 @@
-"""The REST transcoder: Azure/OpenAI chat-completions JSON and SSE <-> the gRPC service.
+"""The REST transcoder: Azure/OpenAI chat-completions and embeddings JSON and SSE <-> the gRPC service.
 
 It holds no business logic: it parses and type-checks JSON (``switchyard.codec``),
 forwards auth headers as call metadata, and renders answers, errors and SSE.
@@ -41,7 +41,18 @@ from switchyard.v1 import chat_pb2 as pb
 # Request headers passed on to the service as gRPC call metadata (auth is enforced there).
 # The request id goes too, but as RequestIdMiddleware checked (or made) it.
 # W3C trace context goes too, so the service's spans join the caller's trace.
-FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "traceparent", "tracestate")
+# The response cache's per-request controls go too; the service reads (and checks) them
+# (service/plugins/cache/controls.py), so REST and gRPC callers get the same behaviour.
+CACHE_HEADERS = (
+    "x-bf-cache-key",
+    "x-bf-cache-ttl",
+    "x-bf-cache-threshold",
+    "x-bf-cache-type",
+    "x-bf-cache-no-store",
+    "x-bf-cache-bypass",
+    "cache-control",
+)
+FORWARDED_HEADERS = ("authorization", "api-key", "x-bf-vk", "traceparent", "tracestate", *CACHE_HEADERS)
 _FORWARDED = frozenset(name.encode() for name in FORWARDED_HEADERS)
 T = TypeVar("T")
 log = logging.getLogger("switchyard.gateway")
@@ -55,6 +66,13 @@ class _TooLarge(Exception):
 
 class _ClientLeft(Exception):
     pass
+
+
+class _Answered(Exception):
+    """The request is answered before it reaches the service (a bad or oversized body)."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
 
 
 class _AsgiEndpoint:
@@ -92,22 +110,39 @@ def create_app(
         response = await _chat(scope, receive)
         await response(scope, receive, send)
 
-    async def _chat(scope: Scope, receive: Receive) -> Response:
-        request_id = request_id_of(scope)
+    async def _json_body(scope: Scope, receive: Receive) -> Any:
+        """The request body, parsed; raises _Answered with the 413/400/499 to send instead."""
         try:
             raw = await _read_body(scope, receive, limit)
         except _TooLarge:
-            return gateway_error(
-                413, "request_too_large", f"request body exceeds {limit} bytes", event_id=request_id
-            )
+            raise _Answered(
+                gateway_error(
+                    413,
+                    "request_too_large",
+                    f"request body exceeds {limit} bytes",
+                    event_id=request_id_of(scope),
+                )
+            ) from None
         except _ClientLeft:
-            return Response(status_code=499)
+            raise _Answered(Response(status_code=499)) from None
         try:
-            data: Any = codec.loads(raw)
+            return codec.loads(raw)
         except ValueError as exc:
-            return gateway_error(
-                400, "invalid_request_error", f"request body is not valid JSON: {exc}", event_id=request_id
-            )
+            raise _Answered(
+                gateway_error(
+                    400,
+                    "invalid_request_error",
+                    f"request body is not valid JSON: {exc}",
+                    event_id=request_id_of(scope),
+                )
+            ) from None
+
+    async def _chat(scope: Scope, receive: Receive) -> Response:
+        request_id = request_id_of(scope)
+        try:
+            data = await _json_body(scope, receive)
+        except _Answered as early:
+            return early.response
         headers, api_version = _request_meta(scope)
         try:
             chat_request = codec.request_from_dict(
@@ -129,6 +164,33 @@ def create_app(
             return Response(status_code=499)
         return Response(orjson.dumps(codec.response_to_dict(response)), media_type="application/json")
 
+    async def embeddings_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await _embeddings(scope, receive)
+        await response(scope, receive, send)
+
+    async def _embeddings(scope: Scope, receive: Receive) -> Response:
+        try:
+            data = await _json_body(scope, receive)
+        except _Answered as early:
+            return early.response
+        headers, api_version = _request_meta(scope)
+        try:
+            request = codec.embeddings_request_from_dict(
+                data, deployment_id=scope["path_params"].get("deployment_id", ""), api_version=api_version
+            )
+        except codec.CodecError as exc:
+            return gateway_error(
+                400, "invalid_request_error", exc.message, param=exc.param, event_id=request_id_of(scope)
+            )
+        try:
+            answer = await _unless_client_leaves(receive, state["backend"].embed(request, headers, timeout_s))
+        except BackendError as err:
+            return error_response(err.error)
+        except _ClientLeft:
+            return Response(status_code=499)
+        body = orjson.dumps(codec.embeddings_response_to_dict(answer))
+        return Response(body, media_type="application/json")
+
     async def health(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -142,6 +204,7 @@ def create_app(
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     chat = _AsgiEndpoint(chat_completions)
+    embed = _AsgiEndpoint(embeddings_endpoint)
     routes = [
         Route(
             "/openai/openai/deployments/{deployment_id:path}/chat/completions",
@@ -151,6 +214,10 @@ def create_app(
         Route("/openai/deployments/{deployment_id:path}/chat/completions", chat, methods=["POST"]),
         Route("/openai/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/openai/openai/deployments/{deployment_id:path}/embeddings", embed, methods=["POST"]),
+        Route("/openai/deployments/{deployment_id:path}/embeddings", embed, methods=["POST"]),
+        Route("/openai/v1/embeddings", embed, methods=["POST"]),
+        Route("/v1/embeddings", embed, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         *([Route("/metrics", metrics_text, methods=["GET"])] if metrics is not None else []),

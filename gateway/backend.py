@@ -1,7 +1,7 @@
-"""How the gateway reaches the chat service: over a gRPC channel, or in-process.
+"""How the gateway reaches the service: over a gRPC channel, or in-process.
 
-Both backends drive the same ``ChatCompletionsServicer`` methods and decode
-errors with the same ``switchyard.errors.decode_status``, so a REST caller gets
+Both backends drive the same ``ChatCompletionsServicer`` and ``EmbeddingsServicer`` methods
+and decode errors with the same ``switchyard.errors.decode_status``, so a REST caller gets
 the same answer whichever way ``switchyard`` runs.
 """
 
@@ -16,11 +16,13 @@ from google.protobuf.message import Message
 
 from switchyard.errors import DecodedError, decode_status
 from switchyard.grpc_options import BALANCING_OPTIONS, RECONNECT_OPTIONS
-from switchyard.v1 import admin_pb2_grpc, chat_pb2_grpc
+from switchyard.v1 import admin_pb2_grpc, chat_pb2_grpc, embeddings_pb2_grpc
 from switchyard.v1 import chat_pb2 as pb
+from switchyard.v1 import embeddings_pb2 as epb
 
 if TYPE_CHECKING:  # the gateway-only process never imports the service stack
     from service.admin import AdminServicer
+    from service.embeddings import EmbeddingsServicer
     from service.servicer import ChatCompletionsServicer
 
 Metadata = Sequence[tuple[str, str]]
@@ -48,6 +50,12 @@ class ChatBackend(Protocol):
         """
         ...
 
+    async def embed(
+        self, request: epb.EmbeddingsRequest, metadata: Metadata, timeout_s: float
+    ) -> epb.EmbeddingsResponse:
+        """Call ``Embeddings.Create``; raises BackendError."""
+        ...
+
     async def admin(self, method: str, request: Message, metadata: Metadata) -> Message:
         """Call the Admin service's ``method``; raises BackendError."""
         ...
@@ -69,6 +77,7 @@ class GrpcBackend:
             target, options=[*options, *RECONNECT_OPTIONS, *BALANCING_OPTIONS]
         )
         self._stub = chat_pb2_grpc.ChatCompletionsStub(self._channel)
+        self._embeddings = embeddings_pb2_grpc.EmbeddingsStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
         self._health_check = self._channel.unary_unary(
             "/grpc.health.v1.Health/Check",
@@ -98,6 +107,14 @@ class GrpcBackend:
             raise _backend_error(err) from None
         finally:
             call.cancel()  # a no-op once the call is done; cancels the service side otherwise
+
+    async def embed(
+        self, request: epb.EmbeddingsRequest, metadata: Metadata, timeout_s: float
+    ) -> epb.EmbeddingsResponse:
+        try:
+            return await self._embeddings.Create(request, metadata=metadata, timeout=timeout_s)
+        except grpc.aio.AioRpcError as err:
+            raise _backend_error(err) from None
 
     async def admin(self, method: str, request: Message, metadata: Metadata) -> Message:
         try:
@@ -150,11 +167,16 @@ class InProcessBackend:
     serialisation and no socket, but the same servicer code and the same error statuses."""
 
     def __init__(
-        self, servicer: ChatCompletionsServicer, admin: AdminServicer, is_serving: Callable[[], bool]
+        self,
+        servicer: ChatCompletionsServicer,
+        admin: AdminServicer,
+        is_serving: Callable[[], bool],
+        embeddings: EmbeddingsServicer | None = None,
     ) -> None:
         self._servicer = servicer
         self._admin = admin
         self._is_serving = is_serving
+        self._embeddings = embeddings
 
     async def create(
         self, request: pb.ChatCompletionRequest, metadata: Metadata, timeout_s: float
@@ -175,6 +197,16 @@ class InProcessBackend:
             raise BackendError(decode_status(err.code, err.details, err.trailing_metadata)) from None
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+    async def embed(
+        self, request: epb.EmbeddingsRequest, metadata: Metadata, timeout_s: float
+    ) -> epb.EmbeddingsResponse:
+        if self._embeddings is None:
+            raise BackendError(decode_status(grpc.StatusCode.UNIMPLEMENTED, "embeddings are not served", ()))
+        try:
+            return await self._embeddings.Create(request, _InProcessContext(metadata, timeout_s))  # type: ignore[arg-type]
+        except _Aborted as err:
+            raise BackendError(decode_status(err.code, err.details, err.trailing_metadata)) from None
 
     async def admin(self, method: str, request: Message, metadata: Metadata) -> Message:
         try:

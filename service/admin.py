@@ -26,6 +26,8 @@ from service.counters import CountersUnavailable
 from service.errors import GatewayError, invalid_request
 from service.governance import Admission, Governance, refusal
 from service.health import Health
+from service.plugins.cache import ResponseCache
+from service.plugins.cache.stores import CacheStoreError
 from service.records import LogEntry, LogQuery, Team, UsageRow, VirtualKey
 from service.stats import ServiceStats
 from service.store import AlreadyExists, StoreError
@@ -47,12 +49,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         governance: Governance,
         stats: ServiceStats | None = None,
         health: Health | None = None,
+        cache: ResponseCache | None = None,
         config: Config | None = None,
     ) -> None:
         self._gov = governance
         self._config = config or Config()
         self._stats = stats or ServiceStats()
         self._health = health
+        self._response_cache = cache
         self._store = governance.store
         self._cache = governance.keys
 
@@ -64,6 +68,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 return await work()
             except StoreError as exc:
                 raise GatewayError(503, "store_unavailable", f"the store failed: {exc}") from None
+            except CacheStoreError as exc:
+                raise GatewayError(503, "cache_unavailable", f"the cache store failed: {exc}") from None
         except GatewayError as err:
             body = err.to_body(model_requested="", request_type="admin", attempts=[])
             await context.abort(*encode_status(body, err.retry_after_s))
@@ -337,6 +343,62 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
         return await self._run(context, work)
 
+    # ---------------------------------------------------------------- response cache
+
+    def _response(self) -> ResponseCache:
+        if self._response_cache is None:
+            raise refusal(404, "cache_disabled", "the response cache is off (cache.enabled)")
+        return self._response_cache
+
+    async def ClearCacheEntry(  # gRPC method names are CamelCase
+        self, request: apb.ClearCacheEntryRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ClearCacheResponse:
+        async def work() -> apb.ClearCacheResponse:
+            if not request.cache_id:
+                raise invalid_request("`cache_id` is required", "cache_id")
+            deleted = await self._response().delete(request.cache_id)
+            return apb.ClearCacheResponse(deleted=int(deleted))
+
+        return await self._run(context, work)
+
+    async def ClearCachePartition(  # gRPC method names are CamelCase
+        self, request: apb.ClearCachePartitionRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ClearCacheResponse:
+        async def work() -> apb.ClearCacheResponse:
+            if not request.partition:
+                raise invalid_request(
+                    "`partition` is required: key:<virtual key id>, team:<team id> or shared", "partition"
+                )
+            cache_key = request.cache_key if request.HasField("cache_key") else None
+            return apb.ClearCacheResponse(deleted=await self._response().clear(request.partition, cache_key))
+
+        return await self._run(context, work)
+
+    async def GetCacheStats(  # gRPC method names are CamelCase
+        self, request: apb.GetCacheStatsRequest, context: grpc.aio.ServicerContext
+    ) -> apb.CacheStats:
+        async def work() -> apb.CacheStats:
+            cache = self._response_cache
+            if cache is None:
+                return apb.CacheStats(enabled=False)
+            entries, size, vectors = await cache.usage()
+            counts = cache.counts
+            return apb.CacheStats(
+                enabled=True,
+                store=cache.store.name,
+                entries=entries,
+                bytes=size,
+                exact_hits=counts.exact_hits,
+                semantic_hits=counts.semantic_hits,
+                misses=counts.misses,
+                writes=counts.writes,
+                write_failures=counts.write_failures,
+                writes_dropped=counts.writes_dropped,
+                semantic_entries=vectors,
+            )
+
+        return await self._run(context, work)
+
     # ---------------------------------------------------------------- helpers
 
     async def _budget_uses(self, top: int) -> list[apb.BudgetUse]:
@@ -512,6 +574,9 @@ def _log_view(entry: LogEntry) -> apb.LogEntry:
         view.cost = entry.cost
     if entry.content_json is not None:
         view.content_json = entry.content_json
+    if entry.cache_hit_type is not None:
+        view.cache_hit_type = entry.cache_hit_type
+        view.cache_id = entry.cache_id or ""
     return view
 
 

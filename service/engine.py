@@ -177,7 +177,7 @@ class ChatEngine:
         except TimeoutError:
             raise ctx.fail(_deadline_error()) from None
         if isinstance(answer, pb.ChatCompletionResponse):  # a plugin answered: stream it
-            held, rest = _as_chunks(answer), _empty()
+            held, rest = _as_chunks(answer, ctx.request), _empty()
         else:
             held, rest = answer
         request = ctx.request
@@ -398,21 +398,41 @@ def _carries_results(chunk: pb.ChatCompletionChunk) -> bool:
     return bool(chunk.search_results or chunk.citations or chunk.videos)
 
 
-def _as_chunks(response: pb.ChatCompletionResponse) -> list[pb.ChatCompletionChunk]:
-    """A whole answer (a plugin's short-circuit) as a stream: its content, then its usage."""
+def _as_chunks(
+    response: pb.ChatCompletionResponse, request: pb.ChatCompletionRequest
+) -> list[pb.ChatCompletionChunk]:
+    """A whole answer (a plugin's short-circuit) as a stream: its content, then its usage.
+
+    The answer's ``extra_fields`` (a cache hit fills them itself) go on every chunk with its
+    ``chunk_index``; its ``cache_debug`` only on the last chunk the caller gets (the usage
+    chunk when the caller asked for usage, else the content chunk, which carries the
+    finish reason). Tool calls get the ``index`` stream deltas must carry."""
     head = pb.ChatCompletionChunk(
         id=response.id, created=response.created, model=response.model, object="chat.completion.chunk"
     )
     content = pb.ChatCompletionChunk()
     content.CopyFrom(head)
     for choice in response.choices:
-        content.choices.add(index=choice.index, delta=choice.message, finish_reason=choice.finish_reason)
+        piece = content.choices.add(
+            index=choice.index, delta=choice.message, finish_reason=choice.finish_reason
+        )
+        for position, call in enumerate(piece.delta.tool_calls):
+            if not call.HasField("index"):
+                call.index = position
     chunks = [content]
     if response.HasField("usage"):
         usage = pb.ChatCompletionChunk()
         usage.CopyFrom(head)
         usage.usage.CopyFrom(response.usage)
         chunks.append(usage)
+    if response.HasField("extra_fields"):
+        wants_usage = request.HasField("stream_options") and request.stream_options.include_usage
+        last = len(chunks) - 1 if wants_usage else 0
+        for index, chunk in enumerate(chunks):
+            chunk.extra_fields.CopyFrom(response.extra_fields)
+            chunk.extra_fields.chunk_index = index
+            if index != last:
+                chunk.extra_fields.ClearField("cache_debug")
     return chunks
 
 

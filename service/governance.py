@@ -46,6 +46,7 @@ from service.routing import RoutePlan, Target
 from service.store import AlreadyExists, Store, StoreError
 from switchyard.config import BudgetConfig, Config, ModelPrice
 from switchyard.v1 import chat_pb2 as pb
+from switchyard.v1 import embeddings_pb2 as epb
 
 log = logging.getLogger("switchyard.service")
 
@@ -297,7 +298,11 @@ class Governance:
     # ---------------------------------------------------------------- 3. budgets and cost
 
     async def reserve(
-        self, admission: Admission, target: Target, request: pb.ChatCompletionRequest, body_size: int
+        self,
+        admission: Admission,
+        target: Target,
+        request: pb.ChatCompletionRequest | epb.EmbeddingsRequest,
+        body_size: int,
     ) -> Reservation | None:
         scopes = self._budget_scopes(admission, time.time())
         if not scopes:
@@ -307,7 +312,9 @@ class Governance:
         price = self.prices.lookup(target.base_model or target.model, target.provider)
         amount = 0.0
         if price is not None:
-            max_out = _max_output_tokens(request) or self._reserve_tokens
+            max_out = _max_output_tokens(request)
+            if max_out is None:
+                max_out = self._reserve_tokens
             amount = self.prices.worst_case_usd(price, estimate_prompt_tokens(body_size), max_out)
         try:
             with _counters_errors():
@@ -467,7 +474,10 @@ def _model_allowed(pattern: str, target: Target) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for name in names)
 
 
-def _max_output_tokens(request: pb.ChatCompletionRequest) -> int | None:
+def _max_output_tokens(request: pb.ChatCompletionRequest | epb.EmbeddingsRequest) -> int | None:
+    """The most output tokens a call may be billed for; None when the caller set no limit."""
+    if isinstance(request, epb.EmbeddingsRequest):
+        return 0  # an embedding is billed for its input only
     for name in ("max_completion_tokens", "max_tokens"):
         if request.HasField(name):
             return int(getattr(request, name)) * max(1, request.n if request.HasField("n") else 1)

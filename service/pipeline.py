@@ -18,6 +18,14 @@ start, so a plugin without (say) a chunk hook costs nothing per chunk.
 Post hooks (the reverse ones) run only for plugins whose ``on_request`` ran: a plugin that
 refused or short-circuited still sees its own ``on_finish``, the ones after it see nothing.
 Per-request state lives in :class:`CallContext`; each plugin has a slot in ``ctx.slots``.
+
+**Embeddings calls** (``service/embeddings/``) take the same pipeline, but only through the
+plugins that say they understand them (``Plugin.embeddings = True``), so a chat-only plugin (a
+response cache) never meets one. Such a call's context is an :class:`EmbeddingContext`:
+``request_type`` is ``"embedding"`` and ``request`` an ``EmbeddingsRequest``; its hooks are
+``on_request``, ``on_plan``, ``before_target``, the attempt hooks, ``after_target`` and
+``on_finish`` (no response or chunk hooks: the engine sets ``ctx.usage`` and prices
+``ctx.cost`` itself, and vectors are nobody's business).
 """
 
 from __future__ import annotations
@@ -26,19 +34,23 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from service.errors import GatewayError
 from service.providers import Prepared
 from service.routing import RoutePlan, Target
 from switchyard.v1 import chat_pb2 as pb
+from switchyard.v1 import embeddings_pb2 as epb
 
 log = logging.getLogger("switchyard.service")
 
 REQUEST_TYPE = "chat_completion"
 STREAM_REQUEST_TYPE = "chat_completion_stream"
+EMBEDDING_REQUEST_TYPE = "embedding"
 
 Metadata = Iterable[tuple[str, str | bytes]]
+# The request a context carries: a chat completion's, or (EmbeddingContext) an embeddings one.
+RequestT = TypeVar("RequestT", pb.ChatCompletionRequest, epb.EmbeddingsRequest)
 
 
 class ChatError(Exception):
@@ -50,11 +62,21 @@ class ChatError(Exception):
         self.retry_after_s = retry_after_s
 
 
+@dataclass(slots=True)
+class CacheNote:
+    """What the response cache did with a call; the request log and the metrics read it."""
+
+    hit_type: str  # "exact" | "semantic" (a hit) | "miss"
+    cache_id: str  # the entry that answered, or the one a miss is stored under
+    provider: str = ""  # a hit: the provider and model that made the cached answer
+    model: str = ""
+
+
 @dataclass(slots=True, eq=False)  # compared and hashed by identity
-class CallContext:
+class CallContext(Generic[RequestT]):
     """Everything about one call that the engine and the plugins share."""
 
-    request: pb.ChatCompletionRequest
+    request: RequestT
     stream: bool
     request_id: str
     metadata: Metadata
@@ -75,6 +97,8 @@ class CallContext:
     first_chunk_at: float | None = None
     # Plugins (by index) whose on_request phase was reached: only they get post hooks.
     entered: int = 0
+    # Set by the response cache when it saw the call (None: off, bypassed, or refused before it).
+    cache: CacheNote | None = None
 
     @property
     def request_type(self) -> str:
@@ -99,11 +123,22 @@ class CallContext:
         return ChatError(body, err.retry_after_s)
 
 
+@dataclass(slots=True, eq=False)
+class EmbeddingContext(CallContext[epb.EmbeddingsRequest]):
+    """An embeddings call's context: the same state, its own ``request_type``."""
+
+    @property
+    def request_type(self) -> str:
+        return EMBEDDING_REQUEST_TYPE
+
+
 class Plugin:
     """Override the hooks you need; the defaults do nothing (and are never called)."""
 
     name = "plugin"
     slot = -1  # this plugin's index in ``CallContext.slots``, set by the Pipeline
+    # True: this plugin also sees embeddings calls (an EmbeddingContext; see the module docstring).
+    embeddings = False
 
     async def on_request(self, ctx: CallContext) -> pb.ChatCompletionResponse | None:
         return None
@@ -140,30 +175,42 @@ class Plugin:
         return None
 
 
-def _overriding(plugins: Sequence[Plugin], hook: str) -> tuple[Plugin, ...]:
+def _overriding(plugins: Sequence[Plugin], hook: str, embeddings: bool) -> tuple[Plugin, ...]:
     default = getattr(Plugin, hook)
-    return tuple(p for p in plugins if getattr(type(p), hook) is not default)
+    return tuple(
+        p for p in plugins if getattr(type(p), hook) is not default and (p.embeddings or not embeddings)
+    )
 
 
 class Pipeline:
-    """The plugins, in order, with each hook's list built once."""
+    """The plugins, in order, with each hook's list built once.
 
-    def __init__(self, plugins: Sequence[Plugin]) -> None:
+    ``embeddings``: the pipeline of embeddings calls, whose hook lists hold only the plugins
+    with ``embeddings = True``. It is built from the same plugin list as the chat pipeline, so
+    every plugin keeps its slot."""
+
+    def __init__(self, plugins: Sequence[Plugin], *, embeddings: bool = False) -> None:
         self.plugins = tuple(plugins)
         for index, plugin in enumerate(self.plugins):
+            if plugin.slot not in (-1, index):
+                raise ValueError(f"plugin {plugin.name!r} is at index {plugin.slot} of another pipeline")
             plugin.slot = index
-        self._request = _overriding(self.plugins, "on_request")
-        self._plan = _overriding(self.plugins, "on_plan")
-        self._before = _overriding(self.plugins, "before_target")
-        self._start_attempt = _overriding(self.plugins, "start_attempt")
-        self._attempt = _overriding(self.plugins, "on_attempt")
+
+        def hooks(name: str) -> tuple[Plugin, ...]:
+            return _overriding(self.plugins, name, embeddings)
+
+        self._request = hooks("on_request")
+        self._plan = hooks("on_plan")
+        self._before = hooks("before_target")
+        self._start_attempt = hooks("start_attempt")
+        self._attempt = hooks("on_attempt")
         # The engine times attempts only when some plugin wants to hear about them.
         self.watches_attempts = bool(self._start_attempt or self._attempt)
         # Post hooks: reversed here, once.
-        self._after = _overriding(self.plugins, "after_target")[::-1]
-        self._response = _overriding(self.plugins, "on_response")[::-1]
-        self.chunk_hooks = _overriding(self.plugins, "on_chunk")[::-1]
-        self._finish = _overriding(self.plugins, "on_finish")[::-1]
+        self._after = hooks("after_target")[::-1]
+        self._response = hooks("on_response")[::-1]
+        self.chunk_hooks = hooks("on_chunk")[::-1]
+        self._finish = hooks("on_finish")[::-1]
 
     def new_slots(self) -> list[Any]:
         return [None] * len(self.plugins)

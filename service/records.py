@@ -52,7 +52,7 @@ class LogEntry:
 
     id: str  # unique (uuid4 hex)
     ts: float  # when the request started
-    request_type: str  # chat_completion | chat_completion_stream
+    request_type: str  # chat_completion | chat_completion_stream | embedding
     model_requested: str
     status: int  # the HTTP status the caller got (200 on success)
     latency_ms: int
@@ -68,6 +68,9 @@ class LogEntry:
     cost: float | None = None  # None: the model has no price
     content_json: str | None = None  # prompt and completion, only when request_logs.include_content
     request_id: str = ""  # the caller's x-request-id, or the one Switchyard made (not unique)
+    # The response cache: "exact" / "semantic" (a hit) or "miss"; None when it did not see the call.
+    cache_hit_type: str | None = None
+    cache_id: str | None = None  # the entry that answered, or the one a miss is stored under
 
 
 @dataclass(frozen=True, slots=True)

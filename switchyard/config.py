@@ -354,6 +354,58 @@ class PricingConfig:
     reserve_max_tokens: int = 4096
 
 
+CACHE_STORES = ("memory", "sqlite", "redis")
+CACHE_PARTITIONS = ("key", "team")
+CACHE_INDEXES = ("builtin", "qdrant")
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticCacheConfig:
+    """The semantic path of the response cache (README, "Response cache")."""
+
+    enabled: bool = False
+    # Minimum cosine similarity for a semantic hit (per request: x-bf-cache-threshold).
+    threshold: float = 0.92
+    # The embedding model: a deployment id or `provider/model`, routed like any other call.
+    embedding_model: str = ""
+    # Conversations with more messages than this skip the semantic path (exact only).
+    max_messages: int = 6
+    # Messages before the last user message that are embedded with it (the rest must match exactly).
+    context_messages: int = 0
+    # Requests with tools skip the semantic path unless this is on.
+    include_tools: bool = False
+    # "builtin" (in-process, exact cosine search with numpy, vectors kept in a SQLite file at
+    # `path`) or "qdrant" (qdrant-client: a server at `qdrant_url`, else its local mode at `path`).
+    index: str = "builtin"
+    qdrant_url: str = ""
+    path: str = "switchyard-cache-vectors"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The response cache: off unless enabled (README, "Response cache")."""
+
+    enabled: bool = False
+    # How long an answer stays cached, in seconds (per request: x-bf-cache-ttl).
+    ttl_s: float = 3600.0
+    # Entries are kept apart per virtual key ("key") or per team ("team"; a key without a team
+    # keeps its own partition). Calls without a virtual key share the partition "shared".
+    partition: str = "key"
+    # "memory" (this process), "sqlite" (this machine, survives a restart) or "redis"
+    # (every replica, at store.redis_url; Redis expires the entries).
+    store: str = "sqlite"
+    sqlite_path: str = "switchyard-cache.db"
+    # Only these deployment ids / models (globs) are cached; empty: all.
+    deployments: tuple[str, ...] = ()
+    # Answers bigger than this (serialised) are not stored.
+    max_entry_bytes: int = 1024 * 1024
+    # The memory store keeps at most this many entries (least recently used go first).
+    max_entries: int = 10_000
+    # Writes waiting to run; beyond this a write is dropped (and counted), never waited for.
+    max_pending_writes: int = 256
+    semantic: SemanticCacheConfig = SemanticCacheConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class TeamConfig:
     id: str
@@ -393,6 +445,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     request_logs: RequestLogConfig = RequestLogConfig()
     pricing: PricingConfig = PricingConfig()
+    cache: CacheConfig = CacheConfig()
     teams: Mapping[str, TeamConfig] = field(default_factory=dict)
     virtual_keys: tuple[VirtualKeyConfig, ...] = ()
     source: str = ""
@@ -452,6 +505,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
             "store",
             "request_logs",
             "pricing",
+            "cache",
             "teams",
             "virtual_keys",
         },
@@ -499,6 +553,7 @@ def parse_config(raw: Any, *, env: Mapping[str, str], source: str = "<dict>") ->
         store=store,
         request_logs=reader.section(root, "request_logs", RequestLogConfig),
         pricing=reader.pricing(root.get("pricing")),
+        cache=reader.cache(root.get("cache"), store),
         teams=teams,
         virtual_keys=reader.virtual_keys(root.get("virtual_keys"), teams),
         source=source,
@@ -937,6 +992,40 @@ class _Reader:
             if required not in raw:
                 raise ConfigError(f"{path}.{required}", "is required (USD per million tokens)")
         return ModelPrice(**{key: self.scalar(value, f"{path}.{key}", float) for key, value in raw.items()})
+
+    def cache(self, spec: Any, store: StoreConfig) -> CacheConfig:
+        raw = self.mapping(spec, "cache")
+        semantic_raw = raw.pop("semantic", None)
+        deployments = raw.pop("deployments", [])
+        if not isinstance(deployments, list):
+            raise ConfigError("cache.deployments", "must be a list of deployment ids or models")
+        cache = self.section({"cache": raw}, "cache", CacheConfig)
+        semantic = self.section({"semantic": semantic_raw}, "semantic", SemanticCacheConfig, "cache.semantic")
+        cache = dataclasses.replace(
+            cache,
+            semantic=semantic,
+            deployments=tuple(self.resolve(d, f"cache.deployments[{i}]") for i, d in enumerate(deployments)),
+        )
+        if cache.partition not in CACHE_PARTITIONS:
+            raise ConfigError("cache.partition", f"must be one of {', '.join(CACHE_PARTITIONS)}")
+        if cache.store not in CACHE_STORES:
+            raise ConfigError("cache.store", f"must be one of {', '.join(CACHE_STORES)}")
+        if cache.enabled and cache.store == "redis" and not store.redis_url:
+            raise ConfigError("cache.store", "redis needs store.redis_url")
+        for name in ("ttl_s", "max_entry_bytes", "max_entries", "max_pending_writes"):
+            if getattr(cache, name) <= 0:
+                raise ConfigError(f"cache.{name}", "must be positive")
+        if not 0 <= semantic.threshold <= 1:
+            raise ConfigError("cache.semantic.threshold", "must be between 0 and 1")
+        if semantic.index not in CACHE_INDEXES:
+            raise ConfigError("cache.semantic.index", f"must be one of {', '.join(CACHE_INDEXES)}")
+        if semantic.qdrant_url and not semantic.qdrant_url.startswith(("http://", "https://")):
+            raise ConfigError("cache.semantic.qdrant_url", "must start with http:// or https://")
+        if semantic.max_messages < 1:
+            raise ConfigError("cache.semantic.max_messages", "must be at least 1")
+        if cache.enabled and semantic.enabled and not semantic.embedding_model:
+            raise ConfigError("cache.semantic.embedding_model", "is required when the semantic cache is on")
+        return cache
 
     def pricing(self, spec: Any) -> PricingConfig:
         raw = self.mapping(spec, "pricing")

@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from service.pipeline import REQUEST_TYPE, STREAM_REQUEST_TYPE
+from service.pipeline import EMBEDDING_REQUEST_TYPE, REQUEST_TYPE, STREAM_REQUEST_TYPE
 from service.providers import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,7 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_the_proto_documents_the_request_types_the_engine_sends() -> None:
     proto = (ROOT / "protos/switchyard/v1/chat.proto").read_text()
     comment = proto.split("message ExtraFields {", 1)[1].split("string request_type = 1;", 1)[0]
-    assert set(re.findall(r'"([a-z_.]+)"', comment)) == {REQUEST_TYPE, STREAM_REQUEST_TYPE}
+    assert set(re.findall(r'"([a-z_.]+)"', comment)) == {
+        REQUEST_TYPE,
+        STREAM_REQUEST_TYPE,
+        EMBEDDING_REQUEST_TYPE,
+    }
 
 
 def test_the_package_description_names_only_providers_that_exist() -> None:

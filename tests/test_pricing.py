@@ -24,6 +24,12 @@ AZURE_GPT4O = ModelPrice(input=2.0, output=8.0)
 SONNET = ModelPrice(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)
 O_MODEL = ModelPrice(input=1.1, output=4.4, cached_input=0.55)
 
+# USD per million input tokens, OpenAI's list prices.
+EMBEDDING_PRICES = {
+    "text-embedding-3-small": 0.02,
+    "text-embedding-3-large": 0.13,
+    "text-embedding-ada-002": 0.1,
+}
 REQUIRED_MODELS = (
     "gpt-4o",
     "gpt-4o-mini",
@@ -234,9 +240,14 @@ def test_the_shipped_table_is_complete_and_sane(shipped: PriceTable) -> None:
     raw = json.loads(SHIPPED_PRICES_PATH.read_text())
     assert "list prices" in raw["_comment"].lower()
     prices = read_price_file(SHIPPED_PRICES_PATH)
-    assert set(REQUIRED_MODELS) <= set(prices)
+    assert set(REQUIRED_MODELS) | set(EMBEDDING_PRICES) <= set(prices)
     for name, price in prices.items():
         assert price.input > 0, name
+        if name in EMBEDDING_PRICES:  # input tokens only, no cache
+            assert (price.input, price.output, price.cached_input) == (EMBEDDING_PRICES[name], 0.0, None), (
+                name
+            )
+            continue
         assert price.output > 0, name
         assert price.cached_input is not None, name
         assert price.cached_input <= price.input, name

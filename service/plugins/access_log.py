@@ -17,6 +17,7 @@ log = logging.getLogger(ACCESS_LOGGER)
 
 class AccessLogPlugin(Plugin):
     name = "access_log"
+    embeddings = True  # the same line for embeddings calls (route "embedding")
 
     async def on_finish(self, ctx: CallContext) -> None:
         if not log.isEnabledFor(logging.INFO):

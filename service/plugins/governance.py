@@ -10,6 +10,9 @@ module only says *when* they apply in a call:
   tried, released if it fails, kept if it answers;
 - ``on_response`` / ``on_chunk``: usage is priced into ``usage.cost``;
 - ``on_finish``: the reservation is settled at the real cost and the call is logged.
+
+Embeddings calls go through the same hooks but the response ones: their engine prices the
+usage itself (the cache's internal embedding calls skip this plugin, yet report their cost).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from service.records import LogEntry
 from service.routing import RoutePlan, Target
 from switchyard import codec
 from switchyard.v1 import chat_pb2 as pb
+from switchyard.v1 import embeddings_pb2 as epb
 
 log = logging.getLogger("switchyard.service")
 
@@ -42,6 +46,7 @@ class _State:
 
 class GovernancePlugin(Plugin):
     name = "governance"
+    embeddings = True
 
     def __init__(self, governance: Governance) -> None:
         self.governance = governance
@@ -114,10 +119,10 @@ class GovernancePlugin(Plugin):
         if not governance.keeps_logs:
             return
         target = ctx.target
+        cache = ctx.cache
         content = None
         if state.completion is not None:
-            messages = codec.request_to_dict(ctx.request).get("messages", [])
-            content = orjson.dumps({"messages": messages, "completion": "".join(state.completion)}).decode()
+            content = _content_json(ctx, state.completion)
         governance.record(
             LogEntry(
                 id=uuid.uuid4().hex,
@@ -128,8 +133,9 @@ class GovernancePlugin(Plugin):
                 latency_ms=ctx.latency_ms(),
                 key_id=state.admission.key_id,
                 team_id=state.admission.team_id,
-                provider=target.provider if target else "",
-                model_served=target.model if target else "",
+                # A cache hit has no target: the provider and model that made the cached answer.
+                provider=target.provider if target else (cache.provider if cache else ""),
+                model_served=target.model if target else (cache.model if cache else ""),
                 error_type=ctx.error_type,
                 attempts_json=_attempts_json(ctx.attempts),
                 prompt_tokens=usage.prompt_tokens if usage else 0,
@@ -138,8 +144,20 @@ class GovernancePlugin(Plugin):
                 cost=ctx.cost,
                 content_json=content,
                 request_id=ctx.request_id,
+                cache_hit_type=cache.hit_type if cache else None,
+                cache_id=cache.cache_id if cache else None,
             )
         )
+
+
+def _content_json(ctx: CallContext, completion: list[str]) -> str:
+    """The request log's content: a chat's messages and completion; an embedding's input (the
+    vectors are not kept)."""
+    request = ctx.request
+    if isinstance(request, epb.EmbeddingsRequest):
+        return orjson.dumps({"input": codec.embeddings_request_to_dict(request).get("input")}).decode()
+    messages = codec.request_to_dict(request).get("messages", [])
+    return orjson.dumps({"messages": messages, "completion": "".join(completion)}).decode()
 
 
 def _attempts_json(attempts: list[pb.Attempt]) -> str:

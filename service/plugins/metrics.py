@@ -27,7 +27,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from service.errors import FailureClass, GatewayError
-from service.pipeline import REQUEST_TYPE, STREAM_REQUEST_TYPE, CallContext, Plugin
+from service.pipeline import EMBEDDING_REQUEST_TYPE, REQUEST_TYPE, STREAM_REQUEST_TYPE, CallContext, Plugin
 from service.providers import Prepared
 from service.request_log import RequestLogWriter
 from service.routing import Target
@@ -48,7 +48,7 @@ LLM_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160
 # Switchyard's own share is sub-millisecond when all is well; the top buckets catch trouble.
 OVERHEAD_SECONDS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
-ROUTES = (REQUEST_TYPE, STREAM_REQUEST_TYPE)
+ROUTES = (REQUEST_TYPE, STREAM_REQUEST_TYPE, EMBEDDING_REQUEST_TYPE)
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 SUCCESS = "success"
 
@@ -76,6 +76,7 @@ class _Answered:
 
 class MetricsPlugin(Plugin):
     name = "metrics"
+    embeddings = True  # embeddings calls are counted under route "embedding"
 
     def __init__(
         self,
@@ -174,7 +175,7 @@ class MetricsPlugin(Plugin):
         )
         in_flight = Gauge(
             "switchyard_in_flight_requests",
-            "Chat requests in progress.",
+            "Requests in progress (chat and embeddings), by route.",
             ("route",),
             registry=registry,
         )
@@ -239,7 +240,12 @@ class MetricsPlugin(Plugin):
         route = ctx.request_type
         self._in_flight[route] -= 1
         target = ctx.target or call.last_target
-        provider, model = (target.provider, self._model(target.model)) if target else ("", "")
+        if target is not None:
+            provider, model = target.provider, self._model(target.model)
+        elif ctx.cache is not None and ctx.cache.provider:  # a cache hit: who made the answer
+            provider, model = ctx.cache.provider, self._model(ctx.cache.model)
+        else:
+            provider, model = "", ""
         status_class = _STATUS_CLASS.get(ctx.status // 100, "5xx")
         who: tuple[str, ...] = ()
         if self._key_labels:

@@ -1,10 +1,11 @@
 """OpenTelemetry traces as a plugin, after the GenAI semantic conventions.
 
-One span per request, ``chat {model}`` (kind SERVER), whose parent is the caller's W3C
-``traceparent`` when one came (REST header or gRPC metadata; the gateway forwards it), and
-one child per upstream attempt (kind CLIENT): the provider, the key's *name*, the retry
-number, the status. The attempt's own trace context is sent upstream as ``traceparent``
-(``service.providers.upstream_headers``), so a provider that traces joins the same trace.
+One span per request, ``chat {model}`` (``embeddings {model}`` for an embeddings call; kind
+SERVER), whose parent is the caller's W3C ``traceparent`` when one came (REST header or gRPC
+metadata; the gateway forwards it), and one child per upstream attempt (kind CLIENT): the
+provider, the key's *name*, the retry number, the status. The attempt's own trace context is
+sent upstream as ``traceparent`` (``service.providers.upstream_headers``), so a provider that
+traces joins the same trace.
 
 Governance is recorded as attributes (the key and team admitted) and a refusal as a span
 event (``switchyard.governance.refused``); prompts and completions only with
@@ -41,6 +42,7 @@ from switchyard import codec
 from switchyard.config import ProviderConfig, TracingConfig
 from switchyard.logs import current_trace_id
 from switchyard.v1 import chat_pb2 as pb
+from switchyard.v1 import embeddings_pb2 as epb
 
 log = logging.getLogger("switchyard.service")
 
@@ -118,6 +120,7 @@ class _Trace:
     response: tuple[str, str] | None = None  # (id, model) of the answer
     completion: list[str] | None = None
     recording: bool = True
+    operation: str = "chat"  # gen_ai.operation.name: "chat" or "embeddings"
 
 
 def _send_upstream(span: Span, tracestate: str) -> None:
@@ -137,6 +140,7 @@ class TracingPlugin(Plugin):
     call where possible and only those the conventions ask for, or an operator needs, are set."""
 
     name = "tracing"
+    embeddings = True  # an embeddings call is an `embeddings {model}` span, with its attempts
 
     def __init__(
         self, provider: TracerProvider, config: TracingConfig, providers: Mapping[str, ProviderConfig]
@@ -160,7 +164,9 @@ class TracingPlugin(Plugin):
                 break
         request = ctx.request
         model = ctx.model_requested
-        span = self._tracer.start_span(f"chat {model}", context=parent, kind=SpanKind.SERVER)
+        embedding = isinstance(request, epb.EmbeddingsRequest)
+        operation = "embeddings" if embedding else "chat"
+        span = self._tracer.start_span(f"{operation} {model}", context=parent, kind=SpanKind.SERVER)
         span_context = span.get_span_context()
         if span_context.is_valid:
             current_trace_id.set(format(span_context.trace_id, "032x"))
@@ -168,13 +174,20 @@ class TracingPlugin(Plugin):
             # Not sampled: no attributes and no attempt spans, only the decision passed on.
             ctx.slots[self.slot] = _Trace(span, None, tracestate, recording=False)
             return None
-        attributes = _request_attributes(request, model)
+        if embedding:
+            attributes = _embeddings_attributes(request, model)
+        else:
+            attributes = _request_attributes(request, model)
         attributes["switchyard.request_id"] = ctx.request_id
-        if self._content:
+        if self._content and not embedding:
             attributes["gen_ai.input.messages"] = _messages_json(request)
         span.set_attributes(attributes)
         ctx.slots[self.slot] = _Trace(
-            span, set_span_in_context(span), tracestate, completion=[] if self._content else None
+            span,
+            set_span_in_context(span),
+            tracestate,
+            completion=[] if self._content and not embedding else None,
+            operation=operation,
         )
         return None
 
@@ -187,11 +200,11 @@ class TracingPlugin(Plugin):
         trace.retries[target.label] = retry + 1
         keys = self._keys.get(target.provider, ())
         attempt = trace.attempt = self._tracer.start_span(
-            f"chat {target.model}",
+            f"{trace.operation} {target.model}",
             context=trace.context,
             kind=SpanKind.CLIENT,
             attributes={
-                "gen_ai.operation.name": "chat",
+                "gen_ai.operation.name": trace.operation,
                 "gen_ai.provider.name": self._genai_provider.get(target.provider, target.provider),
                 "gen_ai.request.model": target.model,
                 "switchyard.key.name": keys[key_index] if key_index < len(keys) else f"#{key_index}",
@@ -324,6 +337,15 @@ def _request_attributes(request: pb.ChatCompletionRequest, model: str) -> dict[s
         attributes["gen_ai.request.choice.count"] = request.n
     if request.WhichOneof("stop"):
         attributes["gen_ai.request.stop_sequences"] = stop_sequences(request)
+    return attributes
+
+
+def _embeddings_attributes(request: epb.EmbeddingsRequest, model: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "embeddings", "gen_ai.request.model": model}
+    if request.HasField("encoding_format"):
+        attributes["gen_ai.request.encoding_formats"] = [request.encoding_format]
+    if request.HasField("dimensions"):
+        attributes["gen_ai.embeddings.dimension.count"] = request.dimensions
     return attributes
 
 

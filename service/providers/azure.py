@@ -1,4 +1,6 @@
-"""Azure OpenAI: the deployment is in the URL, the api-version in the query, the key in a header."""
+"""Azure OpenAI: the deployment is in the URL, the api-version in the query, the key in a header.
+
+Chat goes to ``/openai/deployments/{id}/chat/completions``, embeddings to ``…/{id}/embeddings``."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from service.providers.base import Prepared, ProviderContext
-from service.providers.openai_wire import OpenAIWire
+from service.providers.embeddings import OpenAIEmbeddings
 from switchyard.config import DEFAULT_AZURE_API_VERSION, KeyConfig, ProviderConfig
 
 
@@ -19,7 +21,7 @@ class AzureOptions:
     auth: Literal["api-key", "bearer"] = "api-key"
 
 
-class AzureProvider(OpenAIWire):
+class AzureProvider(OpenAIEmbeddings):
     body_names_model = False
 
     def __init__(self, config: ProviderConfig, context: ProviderContext, options: AzureOptions) -> None:
@@ -27,6 +29,12 @@ class AzureProvider(OpenAIWire):
         self._options = options
 
     def url(self, prepared: Prepared, key: KeyConfig) -> str:
+        return self._deployment_url(prepared, key, "chat/completions")
+
+    def embeddings_url(self, prepared: Prepared, key: KeyConfig) -> str:
+        return self._deployment_url(prepared, key, "embeddings")
+
+    def _deployment_url(self, prepared: Prepared, key: KeyConfig, operation: str) -> str:
         # Key config, then provider config, then what the caller asked for.
         version = (
             key.api_version
@@ -36,7 +44,7 @@ class AzureProvider(OpenAIWire):
         )
         deployment = quote(prepared.target.model, safe="")
         base = self.config.base_url
-        return f"{base}/openai/deployments/{deployment}/chat/completions?api-version={quote(version)}"
+        return f"{base}/openai/deployments/{deployment}/{operation}?api-version={quote(version)}"
 
     def headers(self, prepared: Prepared, key: KeyConfig) -> dict[str, str]:
         if self._options.auth == "bearer":

@@ -68,11 +68,11 @@ _TEAM_COLUMNS = "id, name, budget, created_at, updated_at"
 _LOG_COLUMNS = (
     "id, ts, request_type, model_requested, status, latency_ms, key_id, team_id, provider, "
     "model_served, error_type, attempts_json, prompt_tokens, completion_tokens, total_tokens, "
-    "cost, content_json, request_id"
+    "cost, content_json, request_id, cache_hit_type, cache_id"
 )
 
 _T = TypeVar("_T")
-# 19 values a row: 256 rows stay far below SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+# 21 values a row: 256 rows stay far below SQLite's 32,766 and PostgreSQL's 65,535 parameters.
 # A power of two: see _statement_sizes.
 _LOG_ROWS_PER_STATEMENT = 256
 
@@ -204,6 +204,8 @@ def _log_params(entry: LogEntry) -> tuple[object, ...]:
         _opt_float(entry.cost),
         entry.content_json,
         entry.request_id,
+        entry.cache_hit_type,
+        entry.cache_id,
         utc_day(entry.ts),
     )
 
@@ -228,6 +230,8 @@ def _log_from_row(row: Row) -> LogEntry:
         cost=_opt_float(row[15]),
         content_json=row[16],
         request_id=row[17] or "",
+        cache_hit_type=row[18],
+        cache_id=row[19],
     )
 
 

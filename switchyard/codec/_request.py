@@ -55,10 +55,12 @@ _decode: Final = define_decoder(
         "stop": ("", _stop),
         "tool_choice": ("", _tool_choice),
     },
-    # deployment_id and api_version come from the URL, never from the body.
+    # deployment_id and api_version come from the URL, never from the body; `cache` from the
+    # x-bf-cache-* headers (the service reads them): a body key "cache" is an unknown key.
     exclude={
         "deployment_id",
         "api_version",
+        "cache",
         "stop_string",
         "stop_list",
         "tool_choice_mode",
@@ -72,6 +74,7 @@ _encode: Final = define_encoder(
         "messages": ("messages", many(MESSAGE_ENCODER)),
         "deployment_id": (None, skip),
         "api_version": (None, skip),
+        "cache": (None, skip),
         "stop_string": ("stop", None),
         "stop_list": ("stop", encoder(pb.StringList.DESCRIPTOR)),
         "tool_choice_mode": ("tool_choice", None),

@@ -201,7 +201,7 @@ class ListTeamsResponse(_message.Message):
     def __init__(self, teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ...) -> None: ...
 
 class LogEntry(_message.Message):
-    __slots__ = ("id", "ts", "request_type", "key_id", "team_id", "model_requested", "provider", "model_served", "status", "error_type", "attempts_json", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "latency_ms", "content_json", "request_id")
+    __slots__ = ("id", "ts", "request_type", "key_id", "team_id", "model_requested", "provider", "model_served", "status", "error_type", "attempts_json", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "latency_ms", "content_json", "request_id", "cache_hit_type", "cache_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,8 @@ class LogEntry(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     CONTENT_JSON_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     ts: float
     request_type: str
@@ -238,7 +240,9 @@ class LogEntry(_message.Message):
     latency_ms: int
     content_json: str
     request_id: str
-    def __init__(self, id: _Optional[str] = ..., ts: _Optional[float] = ..., request_type: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., model_requested: _Optional[str] = ..., provider: _Optional[str] = ..., model_served: _Optional[str] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts_json: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_ms: _Optional[int] = ..., content_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    cache_hit_type: str
+    cache_id: str
+    def __init__(self, id: _Optional[str] = ..., ts: _Optional[float] = ..., request_type: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., model_requested: _Optional[str] = ..., provider: _Optional[str] = ..., model_served: _Optional[str] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts_json: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_ms: _Optional[int] = ..., content_json: _Optional[str] = ..., request_id: _Optional[str] = ..., cache_hit_type: _Optional[str] = ..., cache_id: _Optional[str] = ...) -> None: ...
 
 class QueryLogsRequest(_message.Message):
     __slots__ = ("key_id", "model", "status", "start_time", "end_time", "page_size", "page_token", "request_id", "provider", "error_type", "team_id", "errors_only")
@@ -578,3 +582,53 @@ class Circuit(_message.Message):
     open_until_ms: int
     open_for_s: float
     def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., key: _Optional[str] = ..., state: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., window_failures: _Optional[int] = ..., window_requests: _Optional[int] = ..., open_until_ms: _Optional[int] = ..., open_for_s: _Optional[float] = ...) -> None: ...
+
+class ClearCacheEntryRequest(_message.Message):
+    __slots__ = ("cache_id",)
+    CACHE_ID_FIELD_NUMBER: _ClassVar[int]
+    cache_id: str
+    def __init__(self, cache_id: _Optional[str] = ...) -> None: ...
+
+class ClearCachePartitionRequest(_message.Message):
+    __slots__ = ("partition", "cache_key")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
+    partition: str
+    cache_key: str
+    def __init__(self, partition: _Optional[str] = ..., cache_key: _Optional[str] = ...) -> None: ...
+
+class ClearCacheResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class GetCacheStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CacheStats(_message.Message):
+    __slots__ = ("enabled", "store", "entries", "bytes", "exact_hits", "semantic_hits", "misses", "writes", "write_failures", "writes_dropped", "semantic_entries")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    EXACT_HITS_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_HITS_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    WRITE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    WRITES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    store: str
+    entries: int
+    bytes: int
+    exact_hits: int
+    semantic_hits: int
+    misses: int
+    writes: int
+    write_failures: int
+    writes_dropped: int
+    semantic_entries: int
+    def __init__(self, enabled: _Optional[bool] = ..., store: _Optional[str] = ..., entries: _Optional[int] = ..., bytes: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., writes: _Optional[int] = ..., write_failures: _Optional[int] = ..., writes_dropped: _Optional[int] = ..., semantic_entries: _Optional[int] = ...) -> None: ...

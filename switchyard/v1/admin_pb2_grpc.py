@@ -111,6 +111,21 @@ class AdminStub:
                 request_serializer=switchyard_dot_v1_dot_admin__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_admin__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ClearCacheEntry = channel.unary_unary(
+                '/switchyard.v1.Admin/ClearCacheEntry',
+                request_serializer=switchyard_dot_v1_dot_admin__pb2.ClearCacheEntryRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__pb2.ClearCacheResponse.FromString,
+                _registered_method=True)
+        self.ClearCachePartition = channel.unary_unary(
+                '/switchyard.v1.Admin/ClearCachePartition',
+                request_serializer=switchyard_dot_v1_dot_admin__pb2.ClearCachePartitionRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__pb2.ClearCacheResponse.FromString,
+                _registered_method=True)
+        self.GetCacheStats = channel.unary_unary(
+                '/switchyard.v1.Admin/GetCacheStats',
+                request_serializer=switchyard_dot_v1_dot_admin__pb2.GetCacheStatsRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__pb2.CacheStats.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -208,6 +223,24 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClearCacheEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearCachePartition(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCacheStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -285,6 +318,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=switchyard_dot_v1_dot_admin__pb2.ListModelsRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_admin__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ClearCacheEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearCacheEntry,
+                    request_deserializer=switchyard_dot_v1_dot_admin__pb2.ClearCacheEntryRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__pb2.ClearCacheResponse.SerializeToString,
+            ),
+            'ClearCachePartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearCachePartition,
+                    request_deserializer=switchyard_dot_v1_dot_admin__pb2.ClearCachePartitionRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__pb2.ClearCacheResponse.SerializeToString,
+            ),
+            'GetCacheStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCacheStats,
+                    request_deserializer=switchyard_dot_v1_dot_admin__pb2.GetCacheStatsRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__pb2.CacheStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -694,6 +742,87 @@ class Admin:
             '/switchyard.v1.Admin/ListModels',
             switchyard_dot_v1_dot_admin__pb2.ListModelsRequest.SerializeToString,
             switchyard_dot_v1_dot_admin__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearCacheEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.Admin/ClearCacheEntry',
+            switchyard_dot_v1_dot_admin__pb2.ClearCacheEntryRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__pb2.ClearCacheResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearCachePartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.Admin/ClearCachePartition',
+            switchyard_dot_v1_dot_admin__pb2.ClearCachePartitionRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__pb2.ClearCacheResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCacheStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.Admin/GetCacheStats',
+            switchyard_dot_v1_dot_admin__pb2.GetCacheStatsRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__pb2.CacheStats.FromString,
             options,
             channel_credentials,
             insecure,

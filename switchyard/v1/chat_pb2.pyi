@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChatCompletionRequest(_message.Message):
-    __slots__ = ("deployment_id", "api_version", "model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "n", "stop_string", "stop_list", "seed", "user", "tools", "tool_choice_mode", "tool_choice_json", "parallel_tool_calls", "response_format", "reasoning_effort", "service_tier", "stream_options", "fallbacks", "extra_json")
+    __slots__ = ("deployment_id", "api_version", "model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "n", "stop_string", "stop_list", "seed", "user", "tools", "tool_choice_mode", "tool_choice_json", "parallel_tool_calls", "response_format", "reasoning_effort", "service_tier", "stream_options", "fallbacks", "extra_json", "cache")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class ChatCompletionRequest(_message.Message):
     STREAM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     EXTRA_JSON_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     api_version: str
     model: str
@@ -68,7 +69,26 @@ class ChatCompletionRequest(_message.Message):
     stream_options: StreamOptions
     fallbacks: _containers.RepeatedScalarFieldContainer[str]
     extra_json: str
-    def __init__(self, deployment_id: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., stream: _Optional[bool] = ..., max_tokens: _Optional[int] = ..., max_completion_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., logit_bias: _Optional[_Union[LogitBias, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., n: _Optional[int] = ..., stop_string: _Optional[str] = ..., stop_list: _Optional[_Union[StringList, _Mapping]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice_mode: _Optional[str] = ..., tool_choice_json: _Optional[str] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[str] = ..., service_tier: _Optional[str] = ..., stream_options: _Optional[_Union[StreamOptions, _Mapping]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., extra_json: _Optional[str] = ...) -> None: ...
+    cache: CacheOptions
+    def __init__(self, deployment_id: _Optional[str] = ..., api_version: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., stream: _Optional[bool] = ..., max_tokens: _Optional[int] = ..., max_completion_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., logit_bias: _Optional[_Union[LogitBias, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., n: _Optional[int] = ..., stop_string: _Optional[str] = ..., stop_list: _Optional[_Union[StringList, _Mapping]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice_mode: _Optional[str] = ..., tool_choice_json: _Optional[str] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[str] = ..., service_tier: _Optional[str] = ..., stream_options: _Optional[_Union[StreamOptions, _Mapping]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., extra_json: _Optional[str] = ..., cache: _Optional[_Union[CacheOptions, _Mapping]] = ...) -> None: ...
+
+class CacheOptions(_message.Message):
+    __slots__ = ("key", "ttl_s", "threshold", "type", "no_store", "bypass", "refresh")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NO_STORE_FIELD_NUMBER: _ClassVar[int]
+    BYPASS_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    ttl_s: float
+    threshold: float
+    type: str
+    no_store: bool
+    bypass: bool
+    refresh: bool
+    def __init__(self, key: _Optional[str] = ..., ttl_s: _Optional[float] = ..., threshold: _Optional[float] = ..., type: _Optional[str] = ..., no_store: _Optional[bool] = ..., bypass: _Optional[bool] = ..., refresh: _Optional[bool] = ...) -> None: ...
 
 class StringList(_message.Message):
     __slots__ = ("values",)

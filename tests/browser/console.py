@@ -44,6 +44,10 @@ def console_config(upstream_url: str, workdir: Path) -> dict[str, Any]:
     config = governed_config(upstream_url, workdir)
     config["request_logs"] = {"flush_interval_s": 0.05, "include_content": True}
     config["pricing"]["models"]["chat-prod"] = CHAT_PRICE
+    # The response cache, for `cache-demo` only: the other deployments' calls must reach the
+    # upstream (the operator's day spends a budget down).
+    config["cache"] = {"enabled": True, "store": "memory", "deployments": ["cache-demo"]}
+    config["deployments"]["cache-demo"] = {"targets": [{"provider": "azure", "model": "chat-prod"}]}
     return config
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -39,7 +40,7 @@ PAGES = [
     ("teams/seed-team", None),
     ("logs", "logs"),
     ("providers", "providers"),
-    ("cache", None),
+    ("cache", "cache"),
 ]
 
 
@@ -125,6 +126,27 @@ def test_a_logged_script_payload_renders_inert(page: Page, console_stack: Stack)
     expect(page.locator("main")).to_contain_text("<script>")
     assert page.locator("main script, main img").count() == 0
     assert page.evaluate("() => window.__xss") is None
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_cache_hits_show_and_clear(page: Page, console_stack: Stack) -> None:
+    text = f"cache me {time.time()}"
+    first, second = (chat(console_stack, ADMIN_TOKEN, text, "cache-demo") for _ in range(2))
+    assert first.status_code == second.status_code == 200
+    sign_in(page)
+    go(page, f"logs?request_id={second.headers['x-request-id']}", "logs")
+    expect(page.locator("main tbody tr")).to_have_count(1, timeout=10_000)
+    page.locator("main tbody tr").first.click()
+    page.wait_for_selector("main[data-ready='log-detail']")
+    expect(page.get_by_role("region", name="Outcome")).to_contain_text("exact hit")
+    go(page, "cache", "cache")
+    expect(page.locator("main .stats")).to_contain_text("Hit rate")
+    page.get_by_role("button", name="Clear partition").click()
+    page.get_by_role("dialog").get_by_role("button", name="Clear").click()
+    expect(page.locator("main [role=status]").last).to_contain_text("entries removed")
+    assert chat(console_stack, ADMIN_TOKEN, text, "cache-demo").status_code == 200  # a miss again
 
 
 # ---------------------------------------------------------------- headers and secrets

@@ -1,6 +1,7 @@
 """A real HTTP fake of the Azure OpenAI and OpenAI chat-completions APIs, for tests and benchmarks.
 
-It listens on loopback in a background thread, answers ``POST .../chat/completions`` in JSON or SSE,
+It listens on loopback in a background thread, answers ``POST .../chat/completions`` in JSON or SSE
+and ``POST .../embeddings`` with hashed bag-of-words vectors (``tests/fakes/embeddings.py``),
 plays scripted replies (errors, slow answers, broken or hanging streams, dropped connections) and
 records every request so tests can check URL, headers, api-version and body::
 
@@ -33,6 +34,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakes import embeddings as fake_embeddings
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is optional
@@ -41,8 +44,9 @@ except ImportError:  # pragma: no cover - uvloop is optional
 DEFAULT_PIECES: tuple[str, ...] = ("Hel", "lo", " world")
 """Content pieces of a default streamed reply."""
 
-_AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/chat/completions")
+_AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/(?:chat/completions|embeddings)$")
 _CHAT_SUFFIX = "/chat/completions"
+_EMBEDDINGS_SUFFIX = "/embeddings"
 _SSE_DONE = b"data: [DONE]\n\n"
 _ARGUMENT_FRAGMENT = 8  # characters of tool-call arguments per streamed delta
 
@@ -353,7 +357,8 @@ class Recorded:
 
     @property
     def is_azure(self) -> bool:
-        """Whether the path is Azure's ``/openai/deployments/{deployment}/chat/completions``."""
+        """Whether the path is Azure's ``/openai/deployments/{deployment}/chat/completions`` (or
+        ``…/embeddings``)."""
         return self.deployment is not None
 
     @property
@@ -814,6 +819,8 @@ class FakeUpstream:
             self._cond.notify_all()
 
     async def _answer(self, request: web.Request, rec: Recorded) -> web.StreamResponse:
+        if request.method == "POST" and rec.path.endswith(_EMBEDDINGS_SUFFIX):
+            return await self._embeddings(request, rec)
         if request.method != "POST" or not rec.path.endswith(_CHAT_SUFFIX):
             reply = Reply.status(404, message=f"No route for {request.method} {rec.path}")
             return self._error(rec, reply)
@@ -831,6 +838,33 @@ class FakeUpstream:
         if exchange.stream:
             return await self._stream(request, exchange, reply)
         payload = exchange.completion(reply)
+        headers = _headers(rec.seq, "application/json", reply.headers)
+        if reply.break_after is None:
+            return web.Response(body=payload, headers=headers)
+        headers["content-length"] = str(len(payload))
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        await response.write(payload[: len(payload) // 2])
+        _close(request)
+
+    async def _embeddings(self, request: web.Request, rec: Recorded) -> web.StreamResponse:
+        """``POST …/embeddings``: scripted replies apply as for chat (errors, ``slow``, ``drop``,
+        ``break_after``); a success is computed from the body (``tests/fakes/embeddings.py``)."""
+        if not isinstance(rec.body, dict):
+            return self._error(rec, Reply.status(400, message="The request body is not a JSON object."))
+        reply = rec.reply = self._next_reply(rec)
+        if reply.delay_s + reply.hang_s > 0:
+            await asyncio.sleep(reply.delay_s + reply.hang_s)
+        if reply.kind == "drop":
+            _close(request, reset=reply.reset)
+        if reply.kind == "error":
+            return self._error(rec, reply)
+        model = str(rec.body.get("model") or rec.deployment or "fake-embedding-model")
+        usage = reply.usage.to_json() if isinstance(reply.usage, Usage) else reply.usage
+        body = fake_embeddings.answer(rec.body, model, usage)
+        if isinstance(body, str):
+            return self._error(rec, Reply.status(400, message=body))
+        payload = orjson.dumps({**body, **reply.extra})
         headers = _headers(rec.seq, "application/json", reply.headers)
         if reply.break_after is None:
             return web.Response(body=payload, headers=headers)

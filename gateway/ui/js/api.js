@@ -77,6 +77,7 @@ export const api = {
   post: (path, body) => call("POST", path, { body: body ?? {} }),
   patch: (path, body) => call("PATCH", path, { body }),
   put: (path, body) => call("PUT", path, { body }),
+  del: (path) => call("DELETE", path),
 };
 
 // Every page of a paged list (keys): the console filters them client-side.

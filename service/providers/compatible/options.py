@@ -52,6 +52,8 @@ class CompatibleOptions:
     auth_format: str = "Bearer {key}"
     # Appended to base_url.
     chat_path: str = "/chat/completions"
+    # Appended to base_url for embeddings.
+    embeddings_path: str = "/embeddings"
     # Sent with every request (attribution, API versions). Not for secrets: config only
     # resolves ${VAR} references in a key's value, and these are never redacted.
     headers: Mapping[str, str] = field(default_factory=_empty)
@@ -78,8 +80,9 @@ class CompatibleOptions:
                 raise ConfigError(
                     f"{path}.auth_format", "must contain {key} once, where the key's secret goes"
                 )
-        if not self.chat_path.startswith("/"):
-            raise ConfigError(f"{path}.chat_path", "must start with /")
+        for name in ("chat_path", "embeddings_path"):
+            if not getattr(self, name).startswith("/"):
+                raise ConfigError(f"{path}.{name}", "must start with /")
         for name, value in self.headers.items():
             if not _HEADER_NAME.match(name) or name.lower() in _OWN_HEADERS:
                 raise ConfigError(f"{path}.headers.{name}", "is not a header name that can be set")

@@ -3,7 +3,8 @@
 On top of the OpenAI wire format it adds only what the options describe: where the key goes,
 the request fields the upstream refuses (a 400 before any call) or knows by another name, the
 message key its reasoning arrives under, where its usage counts go, and whether it takes
-``stream_options``.
+``stream_options``. Embeddings go to ``{base_url}{embeddings_path}`` in OpenAI's format as they
+are: the field rules and renames are about chat bodies.
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ from service.providers.compatible import adapt
 from service.providers.compatible.options import KEY_PLACEHOLDER, CompatibleOptions
 from service.providers.compatible.rules import FieldRule
 from service.providers.compatible.stream import CompatibleStream
-from service.providers.openai_wire import OpenAIWire, openai_error
+from service.providers.embeddings import OpenAIEmbeddings
+from service.providers.openai_wire import openai_error
 from service.routing import Target
 from switchyard.config import KeyConfig, ProviderConfig
 from switchyard.v1 import chat_pb2 as pb
 
 
-class CompatibleProvider(OpenAIWire):
+class CompatibleProvider(OpenAIEmbeddings):
     def __init__(self, config: ProviderConfig, context: ProviderContext, options: CompatibleOptions) -> None:
         super().__init__(config, context)
         self.options = options
         self._rules = tuple(FieldRule.parse(text) for text in options.rejects)
         self._url = f"{config.base_url}{options.chat_path}"
+        self._embeddings_url = f"{config.base_url}{options.embeddings_path}"
 
     # -- request
 
@@ -59,6 +62,9 @@ class CompatibleProvider(OpenAIWire):
 
     def url(self, prepared: Prepared, key: KeyConfig) -> str:
         return self._url
+
+    def embeddings_url(self, prepared: Prepared, key: KeyConfig) -> str:
+        return self._embeddings_url
 
     def headers(self, prepared: Prepared, key: KeyConfig) -> dict[str, str]:
         options = self.options

@@ -44,7 +44,7 @@ export async function render(main, { id }) {
   const attempts = parse(entry.attempts_json, []);
   const path = journey(entry, Array.isArray(attempts) ? attempts : []);
   const content = entry.content_json ? parse(entry.content_json, null) : null;
-  const cache = entry.cache_status || entry.cache || "";
+  const cache = { exact: "exact hit", semantic: "semantic hit", miss: "miss (answer stored)" }[entry.cache_hit_type] || "";
 
   const outcome = entry.status < 400 ? (path.fellBack ? "served by a fallback" : "served") : entry.error_type || "failed";
   replace(
@@ -63,7 +63,7 @@ export async function render(main, { id }) {
           ["Served by", path.served || "nobody"],
           ["Retries", fmt.count(Math.max(0, path.retries))],
           ["Fallback", path.fellBack ? "yes: the primary failed" : "no"],
-          ["Cache", cache || (cfg.cache_enabled ? "miss" : "not used")],
+          ["Cache", cache ? h("span", {}, cache, entry.cache_id ? h("div", { class: "muted small mono" }, entry.cache_id) : null) : "not used"],
           ["Key", entry.key_id ? h("a", { href: `#/keys/${encodeURIComponent(entry.key_id)}` }, entry.key_id) : "— (admin or open mode)"],
           ["Team", entry.team_id ? h("a", { href: `#/teams/${encodeURIComponent(entry.team_id)}` }, entry.team_id) : "—"],
         ]),
