@@ -31,6 +31,7 @@ from switchyard.v1 import admin_pb2, chat_pb2
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"]
 _VARIABLE = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_.]*)\}")
 _MAX_ADMIN_BODY = 1024 * 1024
+_NO_STORE = {"cache-control": "no-store"}
 
 
 def admin_routes(backend: Callable[[], ChatBackend], forwarded: Callable[[Request], Metadata]) -> list[Route]:
@@ -68,7 +69,7 @@ def _endpoint(
                     return gateway_error(400, "invalid_request_error", "the body must be a JSON object")
                 target = message if body_field == "*" else getattr(message, body_field)
                 json_format.ParseDict(_lists_as_string_lists(data, target), target)
-            query = {k: v for k, v in request.query_params.items()}
+            query = _query_values(dict(request.query_params.items()), message)
             if query:
                 json_format.ParseDict(query, message)
             for name, value in request.path_params.items():
@@ -79,7 +80,10 @@ def _endpoint(
             reply = await backend().admin(method.name, message, forwarded(request))
         except BackendError as err:
             return error_response(err.error)
-        return Response(orjson.dumps(message_to_json(reply)), media_type="application/json")
+        # no-store: answers may hold a new key's secret (create, rotate) and are never worth caching.
+        return Response(
+            orjson.dumps(message_to_json(reply)), media_type="application/json", headers=_NO_STORE
+        )
 
     return endpoint
 
@@ -95,6 +99,20 @@ def _lists_as_string_lists(data: dict[str, Any], target: Message) -> dict[str, A
         and fields[name].message_type is chat_pb2.StringList.DESCRIPTOR
         else value
         for name, value in data.items()
+    }
+
+
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _query_values(query: dict[str, str], message: Message) -> dict[str, Any]:
+    """Query strings are text; json_format wants a JSON bool for a bool field (``?errors_only=true``)."""
+    fields = message.DESCRIPTOR.fields_by_name
+    return {
+        name: _BOOLS.get(value.lower(), value)
+        if name in fields and fields[name].type == fields[name].TYPE_BOOL
+        else value
+        for name, value in query.items()
     }
 
 

@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.admin import admin_routes
 from gateway.backend import BackendError, ChatBackend, Metadata
+from gateway.console import console_routes
 from gateway.errors import error_response, gateway_error, sse_error_event
 from gateway.request_ids import RequestIdMiddleware, request_id_of
 from switchyard import codec
@@ -226,6 +227,7 @@ def create_app(
         Route("/ready", ready, methods=["GET"]),
         *([Route("/metrics", metrics_text, methods=["GET"])] if metrics is not None else []),
         *admin_routes(lambda: state["backend"], lambda request: _request_meta(request.scope)[0]),
+        *console_routes(),  # the web console: static files, a client of /api/ like the CLI
     ]
 
     async def http_error(_request: Request, exc: Exception) -> Response:

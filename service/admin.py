@@ -1,4 +1,6 @@
-"""The gRPC ``Admin`` service: virtual keys, teams, the request log, usage and stats.
+"""The gRPC ``Admin`` service: virtual keys, teams, the request log, usage and stats, and the
+read-only views the web console needs (the redacted config, prices, the usage overview;
+converted in ``service/admin_views.py``).
 
 Every call needs an admin credential (checked by ``Governance.require_admin``).
 Writes go to the store first (the source of truth), then into this replica's key
@@ -18,6 +20,7 @@ from typing import TypeVar
 
 import grpc
 
+from service import admin_views
 from service.auth import hash_secret, key_prefix, new_virtual_key
 from service.counters import CountersUnavailable
 from service.errors import GatewayError, invalid_request
@@ -28,7 +31,7 @@ from service.plugins.cache.stores import CacheStoreError
 from service.records import LogEntry, LogQuery, Team, UsageRow, VirtualKey
 from service.stats import ServiceStats
 from service.store import AlreadyExists, StoreError
-from switchyard.config import BUDGET_RESETS, BudgetConfig, RateLimitConfig
+from switchyard.config import BUDGET_RESETS, BudgetConfig, Config, RateLimitConfig
 from switchyard.errors import encode_status
 from switchyard.v1 import admin_pb2 as apb
 from switchyard.v1 import admin_pb2_grpc
@@ -37,6 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger("switchyard.service")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_PAGE = 1000
+_MAX_BUDGET_PAGES = 20  # keys looked at for the overview's budget use: 20,000
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
@@ -46,8 +50,10 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         stats: ServiceStats | None = None,
         health: Health | None = None,
         cache: ResponseCache | None = None,
+        config: Config | None = None,
     ) -> None:
         self._gov = governance
+        self._config = config or Config()
         self._stats = stats or ServiceStats()
         self._health = health
         self._response_cache = cache
@@ -229,6 +235,10 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                     key_id=request.key_id or None,
                     request_id=request.request_id or None,
                     model=request.model or None,
+                    provider=request.provider or None,
+                    error_type=request.error_type or None,
+                    team_id=request.team_id or None,
+                    errors_only=request.errors_only,
                     status=request.status if request.HasField("status") else None,
                     start=request.start_time if request.HasField("start_time") else None,
                     end=request.end_time if request.HasField("end_time") else None,
@@ -273,6 +283,63 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 stats.request_logs_queued = gov.logs.queued
                 stats.request_log_write_errors = gov.logs.write_errors
             return stats
+
+        return await self._run(context, work)
+
+    async def GetLogEntry(  # gRPC method names are CamelCase
+        self, request: apb.GetLogEntryRequest, context: grpc.aio.ServicerContext
+    ) -> apb.LogEntry:
+        async def work() -> apb.LogEntry:
+            entry = await self._store.get_log(request.id) if request.id else None
+            if entry is None:
+                raise refusal(404, "not_found", f"no request-log entry with id {request.id!r}")
+            return _log_view(entry)
+
+        return await self._run(context, work)
+
+    async def UsageOverview(  # gRPC method names are CamelCase
+        self, request: apb.UsageOverviewRequest, context: grpc.aio.ServicerContext
+    ) -> apb.UsageOverviewResponse:
+        async def work() -> apb.UsageOverviewResponse:
+            end = request.end_time if request.HasField("end_time") else time.time()
+            start = (
+                request.start_time if request.HasField("start_time") else end - admin_views.DEFAULT_RANGE_S
+            )
+            if start >= end:
+                raise invalid_request("`start_time` must be before `end_time`", "start_time")
+            if request.bucket_s < 0 or request.top < 0:
+                param = "bucket_s" if request.bucket_s < 0 else "top"
+                raise invalid_request(f"`{param}` must not be negative", param)
+            bucket_s = admin_views.bucket_seconds(start, end, request.bucket_s)
+            top = admin_views.top_rows(request.top)
+            overview = await self._store.usage_overview(
+                start=start,
+                end=end,
+                bucket_s=bucket_s,
+                key_id=request.key_id or None,
+                team_id=request.team_id or None,
+                top=top,
+            )
+            view = admin_views.overview_view(overview, start, end, bucket_s)
+            if not (request.key_id or request.team_id):
+                view.budgets.extend(await self._budget_uses(top))
+            return view
+
+        return await self._run(context, work)
+
+    async def GetConfigView(  # gRPC method names are CamelCase
+        self, request: apb.GetConfigViewRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ConfigView:
+        async def work() -> apb.ConfigView:
+            return admin_views.config_view(self._config, self._gov.prices)
+
+        return await self._run(context, work)
+
+    async def ListModels(  # gRPC method names are CamelCase
+        self, request: apb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> apb.ListModelsResponse:
+        async def work() -> apb.ListModelsResponse:
+            return apb.ListModelsResponse(prices=admin_views.price_views(self._gov.prices))
 
         return await self._run(context, work)
 
@@ -333,6 +400,36 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return await self._run(context, work)
 
     # ---------------------------------------------------------------- helpers
+
+    async def _budget_uses(self, top: int) -> list[apb.BudgetUse]:
+        """Every key and team with a budget, the most used first, ``top`` of each kind."""
+        keys: list[apb.BudgetUse] = []
+        after: str | None = None
+        for _ in range(_MAX_BUDGET_PAGES):  # bounded: an overview must answer fast
+            page = await self._store.list_keys(limit=_MAX_PAGE, after_id=after)
+            for key in page:
+                if key.budget is not None and key.active:
+                    use = apb.BudgetUse(kind="key", id=key.id, name=key.name, budget=_budget_view(key.budget))
+                    await self._fill_usage(use.usage, Admission(None, key=key))
+                    keys.append(use)
+            if len(page) < _MAX_PAGE:
+                break
+            after = page[-1].id
+        teams: list[apb.BudgetUse] = []
+        for team in await self._store.list_teams():
+            if team.budget is not None:
+                use = apb.BudgetUse(kind="team", id=team.id, name=team.name, budget=_budget_view(team.budget))
+                await self._fill_usage(use.usage, Admission(None, team=team))
+                teams.append(use)
+
+        def used(use: apb.BudgetUse) -> float:
+            spent = use.usage.spent_usd if use.HasField("usage") else 0.0
+            return spent / use.budget.max_usd if use.budget.max_usd > 0 else float(spent > 0)
+
+        return [
+            *sorted(teams, key=used, reverse=True)[:top],
+            *sorted(keys, key=used, reverse=True)[:top],
+        ]
 
     async def _existing(self, key_id: str) -> VirtualKey:
         key = await self._store.get_key(key_id) if key_id else None
@@ -399,6 +496,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             except CountersUnavailable as exc:
                 log.warning("budget usage of %s not shown: %s", scope.id, exc)
                 return
+            usage.SetInParent()  # present even when every figure is 0
             usage.spent_usd, usage.reserved_usd = spent, reserved
             usage.window_start, usage.window_end = scope.window_start, scope.window_end
 

@@ -80,6 +80,10 @@ class LogQuery:
     key_id: str | None = None
     request_id: str | None = None
     model: str | None = None  # matches model_requested or model_served
+    provider: str | None = None
+    error_type: str | None = None
+    team_id: str | None = None
+    errors_only: bool = False  # status >= 400
     status: int | None = None
     start: float | None = None  # ts >= start
     end: float | None = None  # ts < end
@@ -105,3 +109,41 @@ class UsageRow:
     completion_tokens: int
     total_tokens: int
     cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBucket:
+    """Requests in one time bucket (or a whole range): ``errors`` are those with status >= 400."""
+
+    start: float
+    requests: int
+    errors: int
+    cost: float
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBreakdown:
+    """Requests of one key, team, model or provider ("" for requests without one)."""
+
+    name: str
+    requests: int
+    errors: int
+    cost: float
+    total_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageOverview:
+    """What the console's overview shows, aggregated by the store."""
+
+    buckets: tuple[UsageBucket, ...]  # only buckets with requests, oldest first
+    totals: UsageBucket
+    by_model: tuple[UsageBreakdown, ...]  # highest cost first
+    by_key: tuple[UsageBreakdown, ...]
+    by_team: tuple[UsageBreakdown, ...]
+    by_provider: tuple[UsageBreakdown, ...]  # most requests first
+    top_error_keys: tuple[UsageBreakdown, ...]  # most errors first, errors > 0 only
+    top_error_models: tuple[UsageBreakdown, ...]

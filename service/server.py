@@ -226,7 +226,7 @@ async def start_service(
             embedder.engine = embeddings_engine
         embeddings = EmbeddingsServicer(embeddings_engine)
         servicer = ChatCompletionsServicer(engine)
-        admin = AdminServicer(governance, engine.stats, engine.health, cache)
+        admin = AdminServicer(governance, engine.stats, engine.health, cache, config)
         if config.telemetry.metrics.enabled:
             # Registered with breakers off too (no series then): dashboards and alerts find the family.
             breakers = engine.health

@@ -24,10 +24,10 @@ from tests.support import Stack, base_config, free_port, start_stack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The fast in-process suites first, the end-to-end ones (tests/e2e) after: a broken
-    engine fails in seconds, not after minutes of process start-ups. The sort is stable, so
-    each module's tests stay together and in order."""
-    items.sort(key=lambda item: "e2e" in item.path.parts)
+    """The fast in-process suites first, the end-to-end ones (tests/e2e) after, the console's
+    browser tests (tests/browser) last: a broken engine fails in seconds, not after minutes of
+    process start-ups. The sort is stable, so each module's tests stay together and in order."""
+    items.sort(key=lambda item: 2 if "browser" in item.path.parts else int("e2e" in item.path.parts))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from service.records import LogEntry, LogPage, LogQuery, Team, UsageRow, VirtualKey
+from service.records import LogEntry, LogPage, LogQuery, Team, UsageOverview, UsageRow, VirtualKey
 
 # ---------------------------------------------------------------- what backends give SqlStore
 # Here, not in sql.py: migrations.py and the backends need them, and sql.py needs migrations.py.
@@ -94,6 +94,22 @@ class Store(Protocol):
         """One transaction for the whole batch."""
 
     async def query_logs(self, query: LogQuery) -> LogPage: ...
+
+    async def get_log(self, entry_id: str) -> LogEntry | None:
+        """One entry by its id (not its request id)."""
+
+    async def usage_overview(
+        self,
+        *,
+        start: float,
+        end: float,
+        bucket_s: float,
+        key_id: str | None = None,
+        team_id: str | None = None,
+        top: int = 10,
+    ) -> UsageOverview:
+        """Requests, errors, cost and tokens per ``bucket_s`` from ``start`` (ts in [start, end)),
+        and the ``top`` rows of each breakdown, aggregated in the database."""
 
     async def usage_summary(
         self, *, start: float | None = None, end: float | None = None, key_id: str | None = None

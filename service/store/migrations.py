@@ -105,6 +105,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE request_logs ADD COLUMN cache_id TEXT",
         ),
     ),
+    Migration(
+        4,
+        "a covering index for the console's usage overview",
+        (
+            # Every column the overview's two GROUP BYs read, after ts: the range is then an
+            # index-only scan, never a visit to the wide rows (prompts, attempts). 30 days of a
+            # 100,000-entry SQLite log: ~0.65 s without it, ~0.35 s with it (bench/console_overview.py).
+            "CREATE INDEX IF NOT EXISTS request_logs_overview ON request_logs (ts, status, cost, "
+            "total_tokens, prompt_tokens, completion_tokens, key_id, team_id, provider, model_served, "
+            "model_requested)",
+        ),
+    ),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -96,6 +96,8 @@ class _PostgresAdapter(_Executor):
 class PostgresStore(SqlStore):
     """A store in a PostgreSQL database; ``dsn`` is a ``postgresql://`` (or ``postgres://``) URL."""
 
+    FLOOR_SQL = "FLOOR({})"  # CAST would round
+
     def __init__(self, dsn: str) -> None:
         super().__init__(_ERRORS)
         self._dsn = dsn

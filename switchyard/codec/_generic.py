@@ -16,7 +16,12 @@ def message_to_json(message: Message) -> dict[str, Any]:
         if not repeated and field.has_presence and not message.HasField(field.name):
             continue
         value = getattr(message, field.name)
-        if field.message_type is not None:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            values = field.message_type.fields_by_name["value"]
+            out[field.name] = {
+                k: message_to_json(v) if values.message_type is not None else v for k, v in value.items()
+            }
+        elif field.message_type is not None:
             out[field.name] = [message_to_json(v) for v in value] if repeated else message_to_json(value)
         else:
             out[field.name] = list(value) if repeated else value

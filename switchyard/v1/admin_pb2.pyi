@@ -245,7 +245,7 @@ class LogEntry(_message.Message):
     def __init__(self, id: _Optional[str] = ..., ts: _Optional[float] = ..., request_type: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., model_requested: _Optional[str] = ..., provider: _Optional[str] = ..., model_served: _Optional[str] = ..., status: _Optional[int] = ..., error_type: _Optional[str] = ..., attempts_json: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., latency_ms: _Optional[int] = ..., content_json: _Optional[str] = ..., request_id: _Optional[str] = ..., cache_hit_type: _Optional[str] = ..., cache_id: _Optional[str] = ...) -> None: ...
 
 class QueryLogsRequest(_message.Message):
-    __slots__ = ("key_id", "model", "status", "start_time", "end_time", "page_size", "page_token", "request_id")
+    __slots__ = ("key_id", "model", "status", "start_time", "end_time", "page_size", "page_token", "request_id", "provider", "error_type", "team_id", "errors_only")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +254,10 @@ class QueryLogsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_ONLY_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     model: str
     status: int
@@ -262,7 +266,17 @@ class QueryLogsRequest(_message.Message):
     page_size: int
     page_token: str
     request_id: str
-    def __init__(self, key_id: _Optional[str] = ..., model: _Optional[str] = ..., status: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    provider: str
+    error_type: str
+    team_id: str
+    errors_only: bool
+    def __init__(self, key_id: _Optional[str] = ..., model: _Optional[str] = ..., status: _Optional[int] = ..., start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., request_id: _Optional[str] = ..., provider: _Optional[str] = ..., error_type: _Optional[str] = ..., team_id: _Optional[str] = ..., errors_only: _Optional[bool] = ...) -> None: ...
+
+class GetLogEntryRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class QueryLogsResponse(_message.Message):
     __slots__ = ("entries", "next_page_token")
@@ -307,6 +321,219 @@ class UsageSummaryResponse(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
     def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
+
+class UsageOverviewRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "bucket_s", "key_id", "team_id", "top")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_S_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    start_time: float
+    end_time: float
+    bucket_s: int
+    key_id: str
+    team_id: str
+    top: int
+    def __init__(self, start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., bucket_s: _Optional[int] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., top: _Optional[int] = ...) -> None: ...
+
+class UsageBucket(_message.Message):
+    __slots__ = ("start", "requests", "errors", "cost", "prompt_tokens", "completion_tokens", "total_tokens")
+    START_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    start: float
+    requests: int
+    errors: int
+    cost: float
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    def __init__(self, start: _Optional[float] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., cost: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
+
+class UsageBreakdown(_message.Message):
+    __slots__ = ("name", "requests", "errors", "cost", "total_tokens")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    requests: int
+    errors: int
+    cost: float
+    total_tokens: int
+    def __init__(self, name: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., cost: _Optional[float] = ..., total_tokens: _Optional[int] = ...) -> None: ...
+
+class BudgetUse(_message.Message):
+    __slots__ = ("kind", "id", "name", "budget", "usage")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    name: str
+    budget: Budget
+    usage: BudgetUsage
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., usage: _Optional[_Union[BudgetUsage, _Mapping]] = ...) -> None: ...
+
+class UsageOverviewResponse(_message.Message):
+    __slots__ = ("start_time", "end_time", "bucket_s", "buckets", "totals", "by_model", "by_key", "by_team", "by_provider", "top_error_keys", "top_error_models", "budgets")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_S_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    BY_MODEL_FIELD_NUMBER: _ClassVar[int]
+    BY_KEY_FIELD_NUMBER: _ClassVar[int]
+    BY_TEAM_FIELD_NUMBER: _ClassVar[int]
+    BY_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TOP_ERROR_KEYS_FIELD_NUMBER: _ClassVar[int]
+    TOP_ERROR_MODELS_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    start_time: float
+    end_time: float
+    bucket_s: int
+    buckets: _containers.RepeatedCompositeFieldContainer[UsageBucket]
+    totals: UsageBucket
+    by_model: _containers.RepeatedCompositeFieldContainer[UsageBreakdown]
+    by_key: _containers.RepeatedCompositeFieldContainer[UsageBreakdown]
+    by_team: _containers.RepeatedCompositeFieldContainer[UsageBreakdown]
+    by_provider: _containers.RepeatedCompositeFieldContainer[UsageBreakdown]
+    top_error_keys: _containers.RepeatedCompositeFieldContainer[UsageBreakdown]
+    top_error_models: _containers.RepeatedCompositeFieldContainer[UsageBreakdown]
+    budgets: _containers.RepeatedCompositeFieldContainer[BudgetUse]
+    def __init__(self, start_time: _Optional[float] = ..., end_time: _Optional[float] = ..., bucket_s: _Optional[int] = ..., buckets: _Optional[_Iterable[_Union[UsageBucket, _Mapping]]] = ..., totals: _Optional[_Union[UsageBucket, _Mapping]] = ..., by_model: _Optional[_Iterable[_Union[UsageBreakdown, _Mapping]]] = ..., by_key: _Optional[_Iterable[_Union[UsageBreakdown, _Mapping]]] = ..., by_team: _Optional[_Iterable[_Union[UsageBreakdown, _Mapping]]] = ..., by_provider: _Optional[_Iterable[_Union[UsageBreakdown, _Mapping]]] = ..., top_error_keys: _Optional[_Iterable[_Union[UsageBreakdown, _Mapping]]] = ..., top_error_models: _Optional[_Iterable[_Union[UsageBreakdown, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[BudgetUse, _Mapping]]] = ...) -> None: ...
+
+class GetConfigViewRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProviderKeyView(_message.Message):
+    __slots__ = ("name", "weight", "models", "api_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    weight: float
+    models: _containers.RepeatedScalarFieldContainer[str]
+    api_version: str
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[float] = ..., models: _Optional[_Iterable[str]] = ..., api_version: _Optional[str] = ...) -> None: ...
+
+class ProviderView(_message.Message):
+    __slots__ = ("name", "kind", "base_url", "keys", "base_models", "max_connections")
+    class BaseModelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BASE_URL_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    base_url: str
+    keys: _containers.RepeatedCompositeFieldContainer[ProviderKeyView]
+    base_models: _containers.ScalarMap[str, str]
+    max_connections: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., base_url: _Optional[str] = ..., keys: _Optional[_Iterable[_Union[ProviderKeyView, _Mapping]]] = ..., base_models: _Optional[_Mapping[str, str]] = ..., max_connections: _Optional[int] = ...) -> None: ...
+
+class TargetView(_message.Message):
+    __slots__ = ("provider", "model", "weight", "base_model", "price")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    model: str
+    weight: float
+    base_model: str
+    price: ModelPriceView
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., weight: _Optional[float] = ..., base_model: _Optional[str] = ..., price: _Optional[_Union[ModelPriceView, _Mapping]] = ...) -> None: ...
+
+class DeploymentView(_message.Message):
+    __slots__ = ("name", "targets", "fallbacks", "context_fallbacks", "routing")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    targets: _containers.RepeatedCompositeFieldContainer[TargetView]
+    fallbacks: _containers.RepeatedScalarFieldContainer[str]
+    context_fallbacks: _containers.RepeatedScalarFieldContainer[str]
+    routing: str
+    def __init__(self, name: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[TargetView, _Mapping]]] = ..., fallbacks: _Optional[_Iterable[str]] = ..., context_fallbacks: _Optional[_Iterable[str]] = ..., routing: _Optional[str] = ...) -> None: ...
+
+class ModelPriceView(_message.Message):
+    __slots__ = ("model", "input", "output", "cached_input", "cache_write", "reasoning", "per_request")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_FIELD_NUMBER: _ClassVar[int]
+    REASONING_FIELD_NUMBER: _ClassVar[int]
+    PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    input: float
+    output: float
+    cached_input: float
+    cache_write: float
+    reasoning: float
+    per_request: float
+    def __init__(self, model: _Optional[str] = ..., input: _Optional[float] = ..., output: _Optional[float] = ..., cached_input: _Optional[float] = ..., cache_write: _Optional[float] = ..., reasoning: _Optional[float] = ..., per_request: _Optional[float] = ...) -> None: ...
+
+class ConfigView(_message.Message):
+    __slots__ = ("auth_required", "jwt_enabled", "request_logs_enabled", "request_logs_include_content", "store", "shared_counters", "default_provider", "restrict_to_declared", "circuit_breakers", "providers", "deployments", "prices")
+    AUTH_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    JWT_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_LOGS_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_LOGS_INCLUDE_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    RESTRICT_TO_DECLARED_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    auth_required: bool
+    jwt_enabled: bool
+    request_logs_enabled: bool
+    request_logs_include_content: bool
+    store: str
+    shared_counters: bool
+    default_provider: str
+    restrict_to_declared: bool
+    circuit_breakers: bool
+    providers: _containers.RepeatedCompositeFieldContainer[ProviderView]
+    deployments: _containers.RepeatedCompositeFieldContainer[DeploymentView]
+    prices: _containers.RepeatedCompositeFieldContainer[ModelPriceView]
+    def __init__(self, auth_required: _Optional[bool] = ..., jwt_enabled: _Optional[bool] = ..., request_logs_enabled: _Optional[bool] = ..., request_logs_include_content: _Optional[bool] = ..., store: _Optional[str] = ..., shared_counters: _Optional[bool] = ..., default_provider: _Optional[str] = ..., restrict_to_declared: _Optional[bool] = ..., circuit_breakers: _Optional[bool] = ..., providers: _Optional[_Iterable[_Union[ProviderView, _Mapping]]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentView, _Mapping]]] = ..., prices: _Optional[_Iterable[_Union[ModelPriceView, _Mapping]]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("prices",)
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    prices: _containers.RepeatedCompositeFieldContainer[ModelPriceView]
+    def __init__(self, prices: _Optional[_Iterable[_Union[ModelPriceView, _Mapping]]] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ()

@@ -91,6 +91,26 @@ class AdminStub:
                 request_serializer=switchyard_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_admin__pb2.Stats.FromString,
                 _registered_method=True)
+        self.GetLogEntry = channel.unary_unary(
+                '/switchyard.v1.Admin/GetLogEntry',
+                request_serializer=switchyard_dot_v1_dot_admin__pb2.GetLogEntryRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__pb2.LogEntry.FromString,
+                _registered_method=True)
+        self.UsageOverview = channel.unary_unary(
+                '/switchyard.v1.Admin/UsageOverview',
+                request_serializer=switchyard_dot_v1_dot_admin__pb2.UsageOverviewRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__pb2.UsageOverviewResponse.FromString,
+                _registered_method=True)
+        self.GetConfigView = channel.unary_unary(
+                '/switchyard.v1.Admin/GetConfigView',
+                request_serializer=switchyard_dot_v1_dot_admin__pb2.GetConfigViewRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__pb2.ConfigView.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/switchyard.v1.Admin/ListModels',
+                request_serializer=switchyard_dot_v1_dot_admin__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_admin__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
         self.ClearCacheEntry = channel.unary_unary(
                 '/switchyard.v1.Admin/ClearCacheEntry',
                 request_serializer=switchyard_dot_v1_dot_admin__pb2.ClearCacheEntryRequest.SerializeToString,
@@ -179,6 +199,30 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLogEntry(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UsageOverview(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfigView(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ClearCacheEntry(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -254,6 +298,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=switchyard_dot_v1_dot_admin__pb2.GetStatsRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_admin__pb2.Stats.SerializeToString,
+            ),
+            'GetLogEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLogEntry,
+                    request_deserializer=switchyard_dot_v1_dot_admin__pb2.GetLogEntryRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__pb2.LogEntry.SerializeToString,
+            ),
+            'UsageOverview': grpc.unary_unary_rpc_method_handler(
+                    servicer.UsageOverview,
+                    request_deserializer=switchyard_dot_v1_dot_admin__pb2.UsageOverviewRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__pb2.UsageOverviewResponse.SerializeToString,
+            ),
+            'GetConfigView': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfigView,
+                    request_deserializer=switchyard_dot_v1_dot_admin__pb2.GetConfigViewRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__pb2.ConfigView.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=switchyard_dot_v1_dot_admin__pb2.ListModelsRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_admin__pb2.ListModelsResponse.SerializeToString,
             ),
             'ClearCacheEntry': grpc.unary_unary_rpc_method_handler(
                     servicer.ClearCacheEntry,
@@ -570,6 +634,114 @@ class Admin:
             '/switchyard.v1.Admin/GetStats',
             switchyard_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
             switchyard_dot_v1_dot_admin__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLogEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.Admin/GetLogEntry',
+            switchyard_dot_v1_dot_admin__pb2.GetLogEntryRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__pb2.LogEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UsageOverview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.Admin/UsageOverview',
+            switchyard_dot_v1_dot_admin__pb2.UsageOverviewRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__pb2.UsageOverviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfigView(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.Admin/GetConfigView',
+            switchyard_dot_v1_dot_admin__pb2.GetConfigViewRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__pb2.ConfigView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchyard.v1.Admin/ListModels',
+            switchyard_dot_v1_dot_admin__pb2.ListModelsRequest.SerializeToString,
+            switchyard_dot_v1_dot_admin__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
