@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
+from service.calls import CallEdge, answered_within, budget_s, deadline_error, silent, try_target
 from service.errors import FailureClass, GatewayError, UpstreamError, invalid_request
 from service.health import Health
 from service.midstream import (
@@ -32,7 +33,7 @@ from service.midstream import (
 )
 from service.pipeline import CallContext, ChatError, Metadata, Pipeline, Plugin
 from service.providers import Prepared, Provider
-from service.resilience import RetryPolicy, call_target, call_with_fallbacks
+from service.resilience import RetryPolicy, call_with_fallbacks
 from service.routing import RoutePlan, Router, Target
 from service.stats import ServiceStats
 from service.validation import find_bad_json, validate_request
@@ -89,20 +90,11 @@ class ChatEngine:
     ) -> pb.ChatCompletionResponse:
         ctx = self._context(request, False, metadata, request_id)
         try:
-            async with asyncio.timeout(self._budget(timeout_s)):
-                response = await self._route(ctx, self._send)
-            self._deliver(ctx, response)
-            return response
-        except GatewayError as err:
-            raise ctx.fail(err) from None
-        except TimeoutError:
-            raise ctx.fail(_deadline_error()) from None
-        except asyncio.CancelledError:
-            ctx.status, ctx.error_type = 499, "cancelled"
-            raise
-        except Exception:
-            ctx.status, ctx.error_type = 500, "internal_error"  # a bug: the caller gets a 500 too
-            raise
+            with CallEdge(ctx):
+                async with asyncio.timeout(budget_s(self._config, timeout_s)):
+                    response = await self._route(ctx, self._send)
+                self._deliver(ctx, response)
+                return response
         finally:
             await self.pipeline.on_finish(ctx)
 
@@ -118,16 +110,7 @@ class ChatEngine:
     ) -> pb.ChatCompletionResponse:
         target = prepared.target
         ttft_s = (target.timeouts or provider.config.timeouts).ttft_s
-        # Here rather than the socket's read timeout: it holds for every provider and transport
-        # (a token fetch, a mock) and says which limit was hit.
-        limit = asyncio.timeout(ttft_s)
-        try:
-            async with limit:
-                return await provider.send(prepared, provider.config.keys[key_index])
-        except TimeoutError:
-            if limit.expired():  # not the call's own deadline, which is the caller's business
-                raise _silent(target, ttft_s) from None
-            raise
+        return await answered_within(target, ttft_s, provider.send(prepared, provider.config.keys[key_index]))
 
     # ---------------------------------------------------------------- streaming
 
@@ -177,18 +160,18 @@ class ChatEngine:
     async def _stream(
         self, ctx: CallContext, timeout_s: float | None
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
-        budget_s = self._budget(timeout_s)
+        budget = budget_s(self._config, timeout_s)
         try:
-            async with asyncio.timeout(budget_s) as budget:
+            async with asyncio.timeout(budget) as limit:
                 answer = await self._route(ctx, self._open)
                 # Committed: the total budget bounded the search for a working
                 # upstream; from here on the read timeout governs stalls.
-                budget.reschedule(None)
+                limit.reschedule(None)
             ctx.first_chunk_at = time.perf_counter()
         except GatewayError as err:
             raise ctx.fail(err) from None
         except TimeoutError:
-            raise ctx.fail(_deadline_error()) from None
+            raise ctx.fail(deadline_error()) from None
         if isinstance(answer, pb.ChatCompletionResponse):  # a plugin answered: stream it
             held, rest, key_index, body_bytes = _as_chunks(answer, ctx.request), _empty(), -1, 0
         else:
@@ -240,30 +223,23 @@ class ChatEngine:
         try:
             while True:  # one pass per upstream: more than one only after a mid-stream failover
                 try:
-                    for chunk in held:
-                        if splice is None:
-                            if outgoing(chunk):
-                                index += 1
-                                yield chunk
-                            continue
-                        last = chunk
-                        for piece in splice.shape(chunk):
-                            if outgoing(piece):
-                                index += 1
-                                yield piece
+                    held.reverse()  # taken from the end: the chunks read before the first content
                     while True:
-                        watch.begin()
-                        try:
-                            chunk = await next_chunk()
-                        except StopAsyncIteration:
-                            break
-                        except asyncio.CancelledError:
-                            if watch.fired():
-                                assert target is not None  # a plugin's answer never waits
-                                raise _silent(target, watch.idle_s, stalled=True) from None
-                            raise
-                        finally:
-                            watch.reading = False
+                        if held:
+                            chunk = held.pop()
+                        else:
+                            watch.begin()
+                            try:
+                                chunk = await next_chunk()
+                            except StopAsyncIteration:
+                                break
+                            except asyncio.CancelledError:
+                                if watch.fired():
+                                    assert target is not None  # a plugin's answer never waits
+                                    raise silent(target, watch.idle_s, stalled=True) from None
+                                raise
+                            finally:
+                                watch.reading = False
                         if splice is None:
                             if outgoing(chunk):
                                 index += 1
@@ -298,7 +274,7 @@ class ChatEngine:
                     await rest.aclose()  # type: ignore[attr-defined]
                     self._broken(ctx, target, key_index, body_bytes, splice, failure, segment_started)
                     held, rest, key_index, body_bytes = await self._continue(
-                        ctx, failure, first_failure, splice, ctx.started + budget_s
+                        ctx, failure, first_failure, splice, ctx.started + budget
                     )
                     segment_started = time.perf_counter()
                     target = ctx.target
@@ -334,7 +310,7 @@ class ChatEngine:
         except BaseException as exc:
             await chunks.aclose()  # type: ignore[attr-defined]
             if isinstance(exc, TimeoutError) and limit.expired():
-                raise _silent(target, ttft_s) from None
+                raise silent(target, ttft_s) from None
             raise
         return held, _empty(), key_index, len(prepared.body)
 
@@ -448,45 +424,24 @@ class ChatEngine:
         pipeline = self.pipeline
         stream = ctx.stream
 
-        async def try_target(target: Target, fallback_follows: bool) -> T:
+        async def try_one(target: Target, fallback_follows: bool) -> T:
             provider = self._provider(target)
             with _unserialisable(request):
                 prepared = provider.prepare(request, target, stream=stream)
-            await pipeline.before_target(ctx, target, prepared)
-            watched = pipeline.watches_attempts
-
-            async def attempt_with_key(key_index: int) -> T:
-                if not watched:
-                    return await attempt(provider, prepared, key_index)
-                pipeline.start_attempt(ctx, target, key_index)
-                started = time.perf_counter()
-                try:
-                    result = await attempt(provider, prepared, key_index)
-                except GatewayError as err:
-                    pipeline.on_attempt(ctx, target, key_index, err, time.perf_counter() - started)
-                    raise
-                pipeline.on_attempt(ctx, target, key_index, None, time.perf_counter() - started)
-                return result
-
-            try:
-                result = await call_target(
-                    target,
-                    provider.config,
-                    self._router,
-                    self._retry,
-                    attempt_with_key,
-                    ctx.attempts,
-                    fallback_follows=fallback_follows,
-                )
-            except BaseException as err:
-                await pipeline.after_target(ctx, target, err)
-                raise
-            ctx.target = target
-            await pipeline.after_target(ctx, target, None)
-            return result
+            return await try_target(
+                ctx,
+                pipeline,
+                self._router,
+                self._retry,
+                target,
+                provider.config,
+                prepared,
+                lambda key_index: attempt(provider, prepared, key_index),
+                fallback_follows=fallback_follows,
+            )
 
         if plan.hedge is None or plan.hedge_config is None:
-            return await call_with_fallbacks(plan, try_target, ctx.attempts, self._router.health)
+            return await call_with_fallbacks(plan, try_one, ctx.attempts, self._router.health)
         primary = plan.targets[0]
         delay_s = self._router.hedge_times.delay_s(primary.provider, primary.model, plan.hedge_config)
 
@@ -499,7 +454,7 @@ class ChatEngine:
                     await result[1].aclose()
 
         return await call_with_fallbacks(
-            plan, try_target, ctx.attempts, self._router.health, hedge_delay_s=delay_s, hedge_lost=hedge_lost
+            plan, try_one, ctx.attempts, self._router.health, hedge_delay_s=delay_s, hedge_lost=hedge_lost
         )
 
     # ---------------------------------------------------------------- helpers
@@ -510,10 +465,6 @@ class ChatEngine:
         request_id = request_id or request_id_from_metadata(metadata)
         current_request_id.set(request_id)
         return CallContext(request, stream, request_id, metadata, self.pipeline.new_slots())
-
-    def _budget(self, timeout_s: float | None) -> float:
-        total = self._config.timeouts.total_s
-        return total if timeout_s is None else min(total, timeout_s)
 
     def _provider(self, target: Target) -> Provider:
         provider = self._providers.get(target.provider)
@@ -679,20 +630,6 @@ class _StallWatch:
             self._handle = None
 
 
-def _silent(target: Target, seconds: float, *, stalled: bool = False) -> GatewayError:
-    """An upstream that said nothing for too long: a TIMEOUT, which falls back (before the first
-    content) without a retry on the same target unless ``retries.retry_timeouts``."""
-    if stalled:
-        message = f"the upstream stream stalled: no chunk for {seconds:g} s (timeouts.stream_idle_s)"
-    else:
-        message = f"the upstream sent no answer within {seconds:g} s (timeouts.ttft_s)"
-    err = UpstreamError(
-        504, "timeout", message, failure=FailureClass.TIMEOUT, provider=target.provider, model=target.model
-    )
-    err.from_upstream = False  # as the transport's own timeouts: no upstream status to report
-    return err
-
-
 def _later(plan: RoutePlan, served: Target) -> tuple[Target, ...]:
     """The plan's targets a broken stream from ``served`` may continue on."""
     targets = plan.targets
@@ -737,10 +674,4 @@ def _unjoinable(target: Target | None, err: SeamError) -> GatewayError:
         failure=FailureClass.CALLER,  # no further continuation: it would not join either
         provider=target.provider if target else "",
         model=target.model if target else "",
-    )
-
-
-def _deadline_error() -> GatewayError:
-    return GatewayError(
-        504, "timeout", "the request did not finish within its deadline", failure=FailureClass.TIMEOUT
     )

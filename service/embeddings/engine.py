@@ -36,17 +36,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from service.calls import CallEdge, answered_within, budget_s, try_target
 from service.embeddings.validation import validate_embeddings
-from service.errors import FailureClass, GatewayError, UpstreamError, invalid_request
+from service.errors import FailureClass, GatewayError, invalid_request
 from service.health import Health
 from service.pipeline import EmbeddingContext, Metadata, Pipeline, Plugin
 from service.providers import Prepared, Provider
 from service.providers.base import Embedder
-from service.resilience import RetryPolicy, call_target, call_with_fallbacks
+from service.resilience import RetryPolicy, call_with_fallbacks
 from service.routing import RoutePlan, Router, Target
 from switchyard import codec
 from switchyard.config import Config
@@ -156,20 +156,11 @@ class EmbeddingsEngine:
         current_request_id.set(request_id)
         ctx = EmbeddingContext(request, False, request_id, metadata, pipeline.new_slots())
         try:
-            async with asyncio.timeout(self._budget(timeout_s)):
-                response = await self._route(ctx, pipeline)
-            self._deliver(ctx, response)
-            return response
-        except GatewayError as err:
-            raise ctx.fail(err) from None
-        except TimeoutError:
-            raise ctx.fail(_deadline_error()) from None
-        except asyncio.CancelledError:
-            ctx.status, ctx.error_type = 499, "cancelled"
-            raise
-        except Exception:
-            ctx.status, ctx.error_type = 500, "internal_error"  # a bug: the caller gets a 500 too
-            raise
+            with CallEdge(ctx):
+                async with asyncio.timeout(budget_s(self._config, timeout_s)):
+                    response = await self._route(ctx, pipeline)
+                self._deliver(ctx, response)
+                return response
         finally:
             await pipeline.on_finish(ctx)
 
@@ -181,57 +172,29 @@ class EmbeddingsEngine:
         plan = self._servable(self._router.plan(ctx.model_requested, request.fallbacks))
         plan = pipeline.on_plan(ctx, plan)
 
-        async def try_target(target: Target, fallback_follows: bool) -> epb.EmbeddingsResponse:
+        async def try_one(target: Target, fallback_follows: bool) -> epb.EmbeddingsResponse:
             embedder = self._embedders[target.provider]  # _servable kept only these
             with _unserialisable():
                 prepared = embedder.prepare_embeddings(request, target)
-            await pipeline.before_target(ctx, target, prepared)
-            watched = pipeline.watches_attempts
+            return await try_target(
+                ctx,
+                pipeline,
+                self._router,
+                self._retry,
+                target,
+                embedder.config,
+                prepared,
+                lambda key_index: self._send(embedder, prepared, key_index),
+                fallback_follows=fallback_follows,
+            )
 
-            async def attempt(key_index: int) -> epb.EmbeddingsResponse:
-                if not watched:
-                    return await self._send(embedder, prepared, key_index)
-                pipeline.start_attempt(ctx, target, key_index)
-                started = time.perf_counter()
-                try:
-                    result = await self._send(embedder, prepared, key_index)
-                except GatewayError as err:
-                    pipeline.on_attempt(ctx, target, key_index, err, time.perf_counter() - started)
-                    raise
-                pipeline.on_attempt(ctx, target, key_index, None, time.perf_counter() - started)
-                return result
-
-            try:
-                result = await call_target(
-                    target,
-                    embedder.config,
-                    self._router,
-                    self._retry,
-                    attempt,
-                    ctx.attempts,
-                    fallback_follows=fallback_follows,
-                )
-            except BaseException as err:
-                await pipeline.after_target(ctx, target, err)
-                raise
-            ctx.target = target
-            await pipeline.after_target(ctx, target, None)
-            return result
-
-        return await call_with_fallbacks(plan, try_target, ctx.attempts, self._router.health)
+        return await call_with_fallbacks(plan, try_one, ctx.attempts, self._router.health)
 
     async def _send(self, embedder: Embedder, prepared: Prepared, key_index: int) -> epb.EmbeddingsResponse:
         target = prepared.target
         config = embedder.config
-        ttft_s = (target.timeouts or config.timeouts).ttft_s
-        limit = asyncio.timeout(ttft_s)  # as chat's unary calls: the wait for the answer
-        try:
-            async with limit:
-                return await embedder.embed(prepared, config.keys[key_index])
-        except TimeoutError:
-            if limit.expired():  # not the call's own deadline, which is the caller's business
-                raise _silent(target, ttft_s) from None
-            raise
+        ttft_s = (target.timeouts or config.timeouts).ttft_s  # as chat's unary calls
+        return await answered_within(target, ttft_s, embedder.embed(prepared, config.keys[key_index]))
 
     def _servable(self, plan: RoutePlan) -> RoutePlan:
         """The plan without the targets whose provider serves no embeddings: the primary's is a
@@ -290,10 +253,6 @@ class EmbeddingsEngine:
         if ctx.attempts:
             extra.attempts.extend(ctx.attempts)
 
-    def _budget(self, timeout_s: float | None) -> float:
-        total = self._config.timeouts.total_s
-        return total if timeout_s is None else min(total, timeout_s)
-
 
 @contextlib.contextmanager
 def _unserialisable() -> Iterator[None]:
@@ -303,24 +262,3 @@ def _unserialisable() -> Iterator[None]:
         yield
     except (ValueError, TypeError, RecursionError) as exc:
         raise invalid_request(f"the request cannot be sent upstream: {exc}", "body") from None
-
-
-def _silent(target: Target, seconds: float) -> GatewayError:
-    """No answer within ``ttft_s``: a TIMEOUT, which falls back without a retry on the same target
-    unless ``retries.retry_timeouts`` (the chat engine's rule for unary calls)."""
-    err = UpstreamError(
-        504,
-        "timeout",
-        f"the upstream sent no answer within {seconds:g} s (timeouts.ttft_s)",
-        failure=FailureClass.TIMEOUT,
-        provider=target.provider,
-        model=target.model,
-    )
-    err.from_upstream = False
-    return err
-
-
-def _deadline_error() -> GatewayError:
-    return GatewayError(
-        504, "timeout", "the request did not finish within its deadline", failure=FailureClass.TIMEOUT
-    )
