@@ -22,7 +22,7 @@ export function journey(entry, attempts) {
     const t = `${a.provider}/${a.model}`;
     if (!targets.includes(t)) targets.push(t);
   }
-  const served = entry.provider ? `${entry.provider}/${entry.model_served}` : "";
+  const served = entry.provider ? (entry.model_served ? `${entry.provider}/${entry.model_served}` : entry.provider) : "";
   const first = targets[0] || served;
   return {
     retries: tried.length - targets.length + (served && targets.includes(served) ? 1 : 0),
@@ -60,7 +60,7 @@ export async function render(main, { id }) {
           ["Status", h("span", {}, badge(String(entry.status), fmt.statusKind(entry.status)), " ", outcome)],
           entry.error_type ? ["Error type", entry.error_type] : null,
           ["Model requested", entry.model_requested || "—"],
-          ["Served by", path.served || "nobody"],
+          entry.status < 400 ? ["Served by", path.served || "nobody"] : ["Last tried", path.served || "nobody"],
           ["Retries", fmt.count(Math.max(0, path.retries))],
           ["Fallback", path.fellBack ? "yes: the primary failed" : "no"],
           ["Cache", cache ? h("span", {}, cache, entry.cache_id ? h("div", { class: "muted small mono" }, entry.cache_id) : null) : "not used"],
@@ -91,12 +91,20 @@ export async function render(main, { id }) {
               ["Model", (a) => a.model || "—"],
               ["Status", (a) => (a.status_code ? badge(String(a.status_code), fmt.statusKind(a.status_code)) : "—")],
               ["What happened", (a) => a.error_type || ""],
+              // A stream broken mid-answer (then continued elsewhere) still spent tokens.
+              ["Billed", (a) => (a.total_tokens ? `${fmt.count(a.total_tokens)} tokens${a.usage_estimated ? " (estimated)" : ""}${typeof a.cost === "number" ? `, ${fmt.usd(a.cost)}` : ""}` : "")],
             ],
             attempts,
-            { caption: "Failed attempts and skipped fallbacks" },
+            { caption: "Attempts besides the answer: failed, skipped, continued or hedged" },
           )
-        : empty(path.served ? `One attempt: ${path.served} answered first time.` : "No upstream attempt (refused before routing)."),
-      path.served && attempts.length ? h("p", { class: "muted small" }, `Then ${path.served} answered.`) : null,
+        : empty(
+            !path.served
+              ? "No upstream attempt (refused before routing)."
+              : entry.status < 400
+                ? `One attempt: ${path.served} answered first time.`
+                : `One attempt: ${path.served} failed (${entry.error_type || entry.status}).`,
+          ),
+      path.served && attempts.length && entry.status < 400 ? h("p", { class: "muted small" }, `Then ${path.served} answered.`) : null,
     ),
     card(
       "Prompt and completion",
