@@ -161,13 +161,7 @@ def create_app(
         backend = state["backend"]
         if chat_request.stream:
             return await _stream(backend, chat_request, headers, receive, streams)
-        try:
-            response = await _unless_client_leaves(receive, backend.create(chat_request, headers, timeout_s))
-        except BackendError as err:
-            return error_response(err.error)
-        except _ClientLeft:
-            return Response(status_code=499)
-        return Response(orjson.dumps(codec.response_to_dict(response)), media_type="application/json")
+        return await _unary(receive, backend.create(chat_request, headers, timeout_s), codec.response_to_dict)
 
     async def embeddings_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         response = await _embeddings(scope, receive)
@@ -187,14 +181,8 @@ def create_app(
             return gateway_error(
                 400, "invalid_request_error", exc.message, param=exc.param, event_id=request_id_of(scope)
             )
-        try:
-            answer = await _unless_client_leaves(receive, state["backend"].embed(request, headers, timeout_s))
-        except BackendError as err:
-            return error_response(err.error)
-        except _ClientLeft:
-            return Response(status_code=499)
-        body = orjson.dumps(codec.embeddings_response_to_dict(answer))
-        return Response(body, media_type="application/json")
+        answer = state["backend"].embed(request, headers, timeout_s)
+        return await _unary(receive, answer, codec.embeddings_response_to_dict)
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -303,6 +291,17 @@ async def _stream(
 def _shutting_down() -> DecodedError:
     body = error_body(503, SHUTTING_DOWN_TYPE, SHUTTING_DOWN_MESSAGE)
     return DecodedError(http_status=503, body=body, retry_after_s=None)
+
+
+async def _unary(receive: Receive, call: Awaitable[T], to_dict: Callable[[T], Any]) -> Response:
+    """A unary answer as JSON; the backend's error in the contract's shape; 499 if the client left."""
+    try:
+        answer = await _unless_client_leaves(receive, call)
+    except BackendError as err:
+        return error_response(err.error)
+    except _ClientLeft:
+        return Response(status_code=499)
+    return Response(orjson.dumps(to_dict(answer)), media_type="application/json")
 
 
 async def _unless_client_leaves(receive: Receive, call: Awaitable[T]) -> T:

@@ -6,27 +6,40 @@
   around it, retries and key rotation inside (``resilience.call_target``), each attempt timed
   for the plugins that watch attempts;
 - :func:`answered_within`: an upstream answer bounded by ``ttft_s``;
+- :func:`unserialisable`: a request whose upstream body cannot be built is a 400;
+- :func:`fill_extra`: the answer's ``extra_fields``;
 - the two timeouts' errors, and the call's total budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from service.errors import FailureClass, GatewayError, UpstreamError
+from service.errors import FailureClass, GatewayError, UpstreamError, invalid_request
 from service.pipeline import CallContext, Pipeline
 from service.providers import Prepared
 from service.resilience import RetryPolicy, call_target
 from service.routing import Router, Target
 from switchyard.config import Config, ProviderConfig
+from switchyard.v1 import chat_pb2 as pb
 
 T = TypeVar("T")
 
-__all__ = ["CallEdge", "answered_within", "budget_s", "deadline_error", "silent", "try_target"]
+__all__ = [
+    "CallEdge",
+    "answered_within",
+    "budget_s",
+    "deadline_error",
+    "fill_extra",
+    "silent",
+    "try_target",
+    "unserialisable",
+]
 
 
 class CallEdge:
@@ -111,6 +124,35 @@ async def answered_within(target: Target, ttft_s: float, answer: Awaitable[T]) -
         if limit.expired():  # not the call's own deadline, which is the caller's business
             raise silent(target, ttft_s) from None
         raise
+
+
+@contextlib.contextmanager
+def unserialisable(find_param: Callable[[], str | None] | None = None) -> Iterator[None]:
+    """A request whose upstream body cannot be built is the caller's fault: a 400, never a 500.
+
+    Free-form JSON is checked on the way in (validation, the codec), so this is the backstop
+    for what those checks do not foresee. ``find_param``: which field is at fault, if known."""
+    try:
+        yield
+    except (ValueError, TypeError, RecursionError) as exc:
+        param = (find_param() if find_param is not None else None) or "body"
+        raise invalid_request(
+            f"the request cannot be sent upstream: `{param}` cannot be serialised as JSON ({exc})",
+            param,
+        ) from None
+
+
+def fill_extra(
+    extra: pb.ExtraFields, ctx: CallContext[Any], target: Target, *, with_attempts: bool = True
+) -> None:
+    """The contract's ``extra_fields`` of an answer (or chunk) that ``target`` served."""
+    extra.request_type = ctx.request_type
+    extra.provider = target.provider
+    extra.model_requested = ctx.model_requested
+    extra.model_deployment = target.model
+    extra.latency = ctx.latency_ms()
+    if with_attempts and ctx.attempts:
+        extra.attempts.extend(ctx.attempts)
 
 
 def silent(target: Target, seconds: float, *, stalled: bool = False) -> GatewayError:

@@ -14,15 +14,22 @@ canonical ``pb`` messages (``service/providers/``). It knows nothing about gRPC 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from service.calls import CallEdge, answered_within, budget_s, deadline_error, silent, try_target
-from service.errors import FailureClass, GatewayError, UpstreamError, invalid_request
-from service.health import Health
+from service.calls import (
+    CallEdge,
+    answered_within,
+    budget_s,
+    fill_extra,
+    silent,
+    try_target,
+    unserialisable,
+)
+from service.errors import FailureClass, GatewayError, UpstreamError
+from service.health import health_for
 from service.midstream import (
     SeamError,
     Splice,
@@ -68,10 +75,7 @@ class ChatEngine:
         self._config = config
         self._providers = providers
         self.pipeline = Pipeline(plugins)
-        circuit = config.resilience.circuit
-        self._router = router or Router(
-            config, health=Health(circuit, config.providers) if circuit.enabled else None
-        )
+        self._router = router or Router(config, health=health_for(config))
         # Circuit breakers (None when off): the Admin API and the metrics read them.
         self.health = self._router.health
         self._retry = RetryPolicy(config.retries)
@@ -103,7 +107,7 @@ class ChatEngine:
             ctx.usage = response.usage
         self.pipeline.on_response(ctx, response)
         if ctx.target is not None:
-            self._fill_extra(response.extra_fields, ctx, ctx.target)
+            fill_extra(response.extra_fields, ctx, ctx.target)
 
     async def _send(
         self, provider: Provider, prepared: Prepared, key_index: int
@@ -161,17 +165,13 @@ class ChatEngine:
         self, ctx: CallContext, timeout_s: float | None
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
         budget = budget_s(self._config, timeout_s)
-        try:
+        with CallEdge(ctx):
             async with asyncio.timeout(budget) as limit:
                 answer = await self._route(ctx, self._open)
                 # Committed: the total budget bounded the search for a working
                 # upstream; from here on the read timeout governs stalls.
                 limit.reschedule(None)
             ctx.first_chunk_at = time.perf_counter()
-        except GatewayError as err:
-            raise ctx.fail(err) from None
-        except TimeoutError:
-            raise ctx.fail(deadline_error()) from None
         if isinstance(answer, pb.ChatCompletionResponse):  # a plugin answered: stream it
             held, rest, key_index, body_bytes = _as_chunks(answer, ctx.request), _empty(), -1, 0
         else:
@@ -182,7 +182,6 @@ class ChatEngine:
         if ctx.entered < len(self.pipeline.plugins):
             hooks = tuple(p for p in hooks if p.slot < ctx.entered)
         target = ctx.target
-        fill_extra = self._fill_extra
         index = 0
         next_chunk = rest.__anext__
         watch = self._stall_watch(target)
@@ -426,7 +425,7 @@ class ChatEngine:
 
         async def try_one(target: Target, fallback_follows: bool) -> T:
             provider = self._provider(target)
-            with _unserialisable(request):
+            with unserialisable(lambda: find_bad_json(request)):
                 prepared = provider.prepare(request, target, stream=stream)
             return await try_target(
                 ctx,
@@ -476,34 +475,6 @@ class ChatEngine:
                 failure=FailureClass.CONFIG,
             )
         return provider
-
-    @staticmethod
-    def _fill_extra(
-        extra: pb.ExtraFields, ctx: CallContext, target: Target, *, with_attempts: bool = True
-    ) -> None:
-        extra.request_type = ctx.request_type
-        extra.provider = target.provider
-        extra.model_requested = ctx.model_requested
-        extra.model_deployment = target.model
-        extra.latency = ctx.latency_ms()
-        if with_attempts and ctx.attempts:
-            extra.attempts.extend(ctx.attempts)
-
-
-@contextlib.contextmanager
-def _unserialisable(request: pb.ChatCompletionRequest) -> Iterator[None]:
-    """A request whose upstream body cannot be built is the caller's fault: a 400, never a 500.
-
-    Free-form JSON is checked on the way in (``validate_request``, the codec), so this is
-    the backstop for what those checks do not foresee."""
-    try:
-        yield
-    except (ValueError, TypeError, RecursionError) as exc:
-        param = find_bad_json(request) or "body"
-        raise invalid_request(
-            f"the request cannot be sent upstream: `{param}` cannot be serialised as JSON ({exc})",
-            param,
-        ) from None
 
 
 def _has_content(chunk: pb.ChatCompletionChunk) -> bool:

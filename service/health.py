@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from service.errors import FailureClass
-from switchyard.config import CircuitConfig, ProviderConfig
+from switchyard.config import CircuitConfig, Config, ProviderConfig
 
 __all__ = ["Admission", "Circuit", "CircuitState", "CircuitView", "Health"]
 
@@ -286,3 +286,9 @@ def _figures(circuit: Circuit, now: float) -> tuple[CircuitState, int, int, int,
         state = CircuitState.HALF_OPEN  # the next call probes
     open_for = max(0.0, circuit.open_until - now) if state is CircuitState.OPEN else 0.0
     return state, circuit.consecutive, circuit.failed, circuit.total, open_for
+
+
+def health_for(config: Config) -> Health | None:
+    """The circuit breakers ``resilience.circuit`` asks for (None: off)."""
+    circuit = config.resilience.circuit
+    return Health(circuit, config.providers) if circuit.enabled else None

@@ -18,7 +18,7 @@ from service.counters import open_counters
 from service.embeddings import EmbeddingsEngine, EmbeddingsServicer
 from service.engine import ChatEngine
 from service.governance import Governance
-from service.health import Health
+from service.health import health_for
 from service.pipeline import Plugin
 from service.plugins import AccessLogPlugin, GovernancePlugin, MetricsPlugin, TracingPlugin
 from service.plugins.cache import CachePlugin, Embedder, ResponseCache, build_cache
@@ -214,8 +214,7 @@ async def start_service(
         cache = await start_cache(config, metrics if config.telemetry.metrics.enabled else None, embedder)
         plugins = build_plugins(config, governance, metrics, streams, tracer_provider, cache)
         # One set of circuit breakers for chat and embeddings: a failing key or upstream is the same.
-        circuit = config.resilience.circuit
-        health = Health(circuit, config.providers) if circuit.enabled else None
+        health = health_for(config)
         engine = ChatEngine(
             config, providers, plugins, router=Router(config, health=health), stats=stats, streams=streams
         )

@@ -35,14 +35,13 @@ upstream for base64 vectors, the cheap form to move and to unpack. A failure rai
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from service.calls import CallEdge, answered_within, budget_s, try_target
+from service.calls import CallEdge, answered_within, budget_s, fill_extra, try_target, unserialisable
 from service.embeddings.validation import validate_embeddings
-from service.errors import FailureClass, GatewayError, invalid_request
-from service.health import Health
+from service.errors import FailureClass, GatewayError
+from service.health import health_for
 from service.pipeline import EmbeddingContext, Metadata, Pipeline, Plugin
 from service.providers import Prepared, Provider
 from service.providers.base import Embedder
@@ -89,10 +88,7 @@ class EmbeddingsEngine:
         self._embedders: dict[str, Embedder] = {
             name: provider for name, provider in providers.items() if isinstance(provider, Embedder)
         }
-        circuit = config.resilience.circuit
-        self._router = router or Router(
-            config, health=Health(circuit, config.providers) if circuit.enabled else None
-        )
+        self._router = router or Router(config, health=health_for(config))
         self._retry = RetryPolicy(config.retries)
         self._price = price
         self.pipeline = Pipeline(plugins, embeddings=True)
@@ -174,7 +170,7 @@ class EmbeddingsEngine:
 
         async def try_one(target: Target, fallback_follows: bool) -> epb.EmbeddingsResponse:
             embedder = self._embedders[target.provider]  # _servable kept only these
-            with _unserialisable():
+            with unserialisable():
                 prepared = embedder.prepare_embeddings(request, target)
             return await try_target(
                 ctx,
@@ -244,21 +240,4 @@ class EmbeddingsEngine:
             ctx.usage = usage
             if self._price is not None:
                 ctx.cost = self._price(usage, target, response.model)
-        extra = response.extra_fields
-        extra.request_type = ctx.request_type
-        extra.provider = target.provider
-        extra.model_requested = ctx.model_requested
-        extra.model_deployment = target.model
-        extra.latency = ctx.latency_ms()
-        if ctx.attempts:
-            extra.attempts.extend(ctx.attempts)
-
-
-@contextlib.contextmanager
-def _unserialisable() -> Iterator[None]:
-    """A request whose upstream body cannot be built is the caller's fault: a 400, never a 500
-    (validation checks ``extra_json`` first; this is the backstop)."""
-    try:
-        yield
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise invalid_request(f"the request cannot be sent upstream: {exc}", "body") from None
+        fill_extra(response.extra_fields, ctx, target)
